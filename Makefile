@@ -1,0 +1,49 @@
+# Makefile — the two set-up commands of the README, plus bench and fuzz. Each target installs
+# what it needs (scripts/install-deps.sh) and drives CMake; the real build lives in CMakeLists.txt.
+JOBS   ?= $(shell nproc)
+BUILD  ?= build
+ASAN   ?= build-asan
+FUZZ   ?= build-fuzz
+
+.PHONY: all build demo test test-release test-asan fuzz clean
+
+all: build
+
+build:
+	scripts/install-deps.sh build
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(BUILD) -j$(JOBS)
+
+# Runs the bundled Fashion-MNIST model on a bundled image and prints the prediction.
+demo: build
+	$(BUILD)/ferry inspect examples/fashion-mnist/mlp.onnx
+	$(BUILD)/ferry run examples/fashion-mnist/mlp.onnx --input examples/fashion-mnist/ankle-boot.npy \
+	    --output-dir $(BUILD)/demo-out
+
+# Every test, in a release build and again under AddressSanitizer + UndefinedBehaviorSanitizer.
+test:
+	scripts/install-deps.sh test
+	$(MAKE) test-release
+	$(MAKE) test-asan
+
+test-release:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(BUILD) -j$(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
+
+test-asan:
+	cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_SANITIZE="address;undefined"
+	cmake --build $(ASAN) -j$(JOBS)
+	cd $(ASAN) && ctest --output-on-failure -j$(JOBS)
+
+# libFuzzer on the model loader: make fuzz FUZZ_SECONDS=600
+FUZZ_SECONDS ?= 60
+fuzz:
+	scripts/install-deps.sh test
+	CC=clang cmake -S . -B $(FUZZ) -DFERRY_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(FUZZ) -j$(JOBS) --target fuzz_model_load
+	mkdir -p fuzz/corpus-work
+	$(FUZZ)/fuzz_model_load fuzz/corpus-work fuzz/corpus -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096
+
+clean:
+	rm -rf $(BUILD) $(ASAN) $(FUZZ)

@@ -1,0 +1,129 @@
+/* session.c — ferry_session: binds caller tensors to graph inputs (checking kind, dtype and
+ * declared shape), runs the graph, and hands back outputs the caller owns. */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "onnx/model.h"
+#include "runtime/exec.h"
+
+struct ferry_session {
+    struct ferry_model *model;
+    int threads;
+    double last_flops;
+};
+
+ferry_status ferry_session_create(ferry_model *m, const ferry_session_options *opts,
+                                  ferry_session **out)
+{
+    if (!m || !out) return fy_error(FERRY_E_INVALID_ARG, "model and out must not be NULL");
+    *out = NULL;
+    if (m->missing_ops)
+        return fy_error(FERRY_E_UNSUPPORTED, "unsupported ops:\n%s", m->missing_ops);
+    ferry_session *s = calloc(1, sizeof *s);
+    if (!s) return fy_error(FERRY_E_NOMEM, "out of memory");
+    s->threads = opts && opts->threads > 0 ? opts->threads : omp_get_num_procs();
+    fy_model_ref(m);
+    s->model = m;
+    *out = s;
+    return FERRY_OK;
+}
+
+void ferry_session_free(ferry_session *s)
+{
+    if (!s) return;
+    fy_model_unref(s->model);
+    free(s);
+}
+
+double ferry_session_last_flops(const ferry_session *s) { return s ? s->last_flops : 0; }
+
+static ferry_status check_input(const fy_value_info *vi, const fy_value *v)
+{
+    const fy_type_info *t = &vi->type;
+    if (!v) return fy_error(FERRY_E_INVALID_ARG, "input \"%s\" is NULL", vi->name);
+    if (v->kind == FERRY_VALUE_NONE) {
+        if (t->kind && !t->optional)
+            return fy_error(FERRY_E_INVALID_ARG, "input \"%s\" is not optional", vi->name);
+        return FERRY_OK;
+    }
+    if (t->kind && v->kind != t->kind)
+        return fy_error(FERRY_E_INVALID_ARG, "input \"%s\": expected a %s, got a %s", vi->name,
+                        t->kind == FERRY_VALUE_SEQUENCE ? "sequence" : "tensor",
+                        v->kind == FERRY_VALUE_SEQUENCE ? "sequence" : "tensor");
+    if (t->dtype && v->dtype != t->dtype)
+        return fy_error(FERRY_E_DTYPE, "input \"%s\": expected %s, got %s", vi->name,
+                        ferry_dtype_name(t->dtype), ferry_dtype_name(v->dtype));
+    if (v->kind != FERRY_VALUE_TENSOR || t->rank < 0) return FERRY_OK;
+    char want[256], got[256];
+    int bad = v->rank != t->rank;
+    for (int i = 0; !bad && i < t->rank; i++) bad = t->dims[i] >= 0 && t->dims[i] != v->dims[i];
+    if (bad) {
+        size_t at = 0;
+        at += snprintf(want + at, sizeof want - at, "[");
+        for (int i = 0; i < t->rank && at < sizeof want; i++) {
+            if (t->dims[i] >= 0)
+                at += snprintf(want + at, sizeof want - at, "%s%lld", i ? "," : "",
+                               (long long)t->dims[i]);
+            else
+                at += snprintf(want + at, sizeof want - at, "%s%s", i ? "," : "",
+                               t->dim_names[i] ? t->dim_names[i] : "?");
+        }
+        if (at < sizeof want) snprintf(want + at, sizeof want - at, "]");
+        return fy_error(FERRY_E_SHAPE, "input \"%s\": expected shape %s, got %s", vi->name, want,
+                        fy_shape_str(v->rank, v->dims, got, sizeof got));
+    }
+    return FERRY_OK;
+}
+
+ferry_status ferry_session_run(ferry_session *s, int n_inputs, const char *const *names,
+                               ferry_value *const *inputs, ferry_value **outputs)
+{
+    if (!s || (n_inputs && (!names || !inputs)) || !outputs)
+        return fy_error(FERRY_E_INVALID_ARG, "session, names, inputs and outputs must be given");
+    const struct ferry_model *m = s->model;
+    const fy_graph *g = m->graph;
+    fy_value **bound = calloc(g->n_inputs + 1, sizeof(fy_value *));
+    ferry_status rc = FERRY_OK;
+    if (!bound) return fy_error(FERRY_E_NOMEM, "out of memory");
+    for (int i = 0; i < n_inputs && rc == FERRY_OK; i++) {
+        int slot = -1;
+        for (int j = 0; j < g->n_inputs && slot < 0; j++)
+            if (names[i] && strcmp(g->values[g->inputs[j]].name, names[i]) == 0) slot = j;
+        if (slot < 0) rc = fy_error(FERRY_E_INVALID_ARG, "the model has no input named \"%s\"",
+                                    names[i] ? names[i] : "(null)");
+        else if (bound[slot]) rc = fy_error(FERRY_E_INVALID_ARG, "input \"%s\" is given twice", names[i]);
+        else if ((rc = check_input(&g->values[g->inputs[slot]], inputs[i])) == FERRY_OK)
+            bound[slot] = inputs[i];
+    }
+    for (int j = 0; j < g->n_inputs && rc == FERRY_OK; j++) {
+        const fy_value_info *vi = &g->values[g->inputs[j]];
+        if (!bound[j] && !vi->init && !vi->type.optional)
+            rc = fy_error(FERRY_E_INVALID_ARG, "input \"%s\" is required", vi->name);
+    }
+    if (rc == FERRY_OK) {
+        s->last_flops = 0;
+        omp_set_num_threads(s->threads);
+        rc = fy_graph_exec(g, bound, NULL, s->threads, &s->last_flops, 0, outputs);
+    }
+    /* outputs that still point into the model's weights are copied: the caller may outlive it */
+    for (int i = 0; rc == FERRY_OK && i < g->n_outputs; i++) {
+        fy_value *v = outputs[i];
+        if (v->kind == FERRY_VALUE_TENSOR && v->buf && !v->buf->release) {
+            fy_value *copy;
+            rc = fy_tensor_clone(v, &copy);
+            if (rc == FERRY_OK) {
+                fy_value_unref(v);
+                outputs[i] = copy;
+            }
+        }
+    }
+    if (rc != FERRY_OK)
+        for (int i = 0; i < g->n_outputs; i++) {
+            fy_value_unref(outputs[i]);
+            outputs[i] = NULL;
+        }
+    free(bound);
+    return rc;
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# test_cli.sh FERRY SOURCE_DIR WORK_DIR — the CLI's exit codes and messages for good and bad
+# input (DESIGN.md: 0 ok, 1 check failed, 2 usage or input error, 3 internal error).
+set -u
+ferry=$1 src=$2 work=$3
+model=$src/examples/fashion-mnist/mlp.onnx
+image=$src/examples/fashion-mnist/ankle-boot.npy
+rm -rf "$work" && mkdir -p "$work"
+failures=0
+
+# expect CODE PATTERN -- COMMAND...: runs COMMAND, checks the exit code and that stdout+stderr
+# match the extended regex PATTERN.
+expect() {
+  local code=$1 pattern=$2; shift 3
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  if [ "$rc" -ne "$code" ] || ! grep -qE -- "$pattern" <<<"$out"; then
+    echo "FAIL: $* -> exit $rc (want $code), output:"; echo "$out" | head -20
+    echo "      (wanted /$pattern/)"
+    failures=$((failures + 1))
+  else
+    echo "ok:   $*"
+  fi
+}
+
+expect 2 "usage: ferry"                  -- "$ferry"
+expect 0 "commands:"                     -- "$ferry" --help
+expect 2 "unknown command"               -- "$ferry" frobnicate
+for cmd in inspect run conformance; do
+  expect 0 "usage: ferry $cmd"           -- "$ferry" "$cmd" --help
+done
+
+# inspect
+expect 0 "input +input +float32\[batch,784\]" -- "$ferry" inspect "$model"
+expect 0 "supported: +yes"               -- "$ferry" inspect "$model"
+expect 0 '"flops": [0-9]+'               -- "$ferry" inspect --json "$model"
+expect 2 "cannot open .*missing.onnx"    -- "$ferry" inspect "$work/missing.onnx"
+head -c 100 "$model" > "$work/truncated.onnx"
+expect 2 "cannot load model"             -- "$ferry" inspect "$work/truncated.onnx"
+printf 'garbage\xff\xff' > "$work/garbage.onnx"
+expect 2 "protobuf decoding failed"      -- "$ferry" inspect "$work/garbage.onnx"
+
+# run
+expect 0 "argmax: 9"                     -- "$ferry" run "$model" --input "$image"
+expect 0 "wrote .*/logits.npy"           -- "$ferry" run "$model" --input "input=$image" --output-dir "$work/out"
+[ -s "$work/out/logits.npy" ] || { echo "FAIL: logits.npy not written"; failures=$((failures + 1)); }
+expect 2 "no input named \"nosuch\""     -- "$ferry" run "$model" --input "nosuch=$image"
+expect 2 "only 1 inputs"                 -- "$ferry" run "$model" --input "$image" --input "$image"
+expect 2 "input \"input\" is required"   -- "$ferry" run "$model"
+expect 2 "not a .npy file"               -- "$ferry" run "$model" --input "$work/garbage.onnx"
+expect 2 "--threads needs"               -- "$ferry" run "$model" --threads many
+
+# conformance
+expect 2 "not a test folder"             -- "$ferry" conformance "$work/nothing-here"
+expect 0 "1 passed, 0 failed"            -- "$ferry" conformance /usr/share/libonnx-testdata/data/node/test_identity
+
+if [ "$failures" -ne 0 ]; then echo "$failures CLI check(s) failed"; exit 1; fi
+echo "all CLI checks passed"

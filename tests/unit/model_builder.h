@@ -1,0 +1,25 @@
+/* model_builder.h — builds small ONNX models in memory for unit tests (through the generated
+ * protobuf-c structs), so loader and session tests need no files. */
+#ifndef FERRY_TEST_MODEL_BUILDER_H
+#define FERRY_TEST_MODEL_BUILDER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct mb_model mb_model;
+
+mb_model *mb_new(int64_t opset);
+/* Graph input; a dim of -1 becomes the symbolic dim "batch". */
+void mb_input(mb_model *m, const char *name, int dtype, int rank, const int64_t *dims);
+void mb_output(mb_model *m, const char *name);
+/* Node with comma-separated input and output names ("a,b" / "y"); empty entries are omitted
+ * optional inputs. Returns the node index for mb_attr_*. */
+int mb_node(mb_model *m, const char *op, const char *name, const char *inputs, const char *outputs);
+void mb_attr_int(mb_model *m, int node, const char *name, int64_t v);
+void mb_initializer_f32(mb_model *m, const char *name, int rank, const int64_t *dims,
+                        const float *data);
+/* Serialized bytes (caller frees). */
+uint8_t *mb_pack(mb_model *m, size_t *len);
+void mb_free(mb_model *m);
+
+#endif
