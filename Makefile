@@ -40,10 +40,12 @@ test-asan:
 FUZZ_SECONDS ?= 60
 fuzz:
 	scripts/install-deps.sh test
-	CC=clang cmake -S . -B $(FUZZ) -DFERRY_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	CC=clang cmake -S . -B $(FUZZ) -DFERRY_FUZZ=ON -DFERRY_WERROR=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
 	cmake --build $(FUZZ) -j$(JOBS) --target fuzz_model_load
-	mkdir -p fuzz/corpus-work
-	$(FUZZ)/fuzz_model_load fuzz/corpus-work fuzz/corpus -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096
+	fuzz/make-corpus.sh $(FUZZ)/seeds
+	mkdir -p $(FUZZ)/corpus
+	$(FUZZ)/fuzz_model_load $(FUZZ)/corpus $(FUZZ)/seeds -max_total_time=$(FUZZ_SECONDS) \
+	    -rss_limit_mb=4096 -timeout=30
 
 clean:
 	rm -rf $(BUILD) $(ASAN) $(FUZZ)

@@ -2,6 +2,8 @@
  * shape and element helpers every kernel leans on. */
 #include "core/value.h"
 
+#include "core/pool.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +16,12 @@ static void buffer_release_heap(fy_buffer *b)
         char **s = b->data;
         for (int64_t i = 0; i < b->count; i++) free(s[i]);
     }
-    free(b->data);
+    if (b->pool) {
+        fy_pool_put(b->pool, b->data, b->size);
+        fy_pool_unref(b->pool);
+    } else {
+        free(b->data);
+    }
 }
 
 static void buffer_unref(fy_buffer *b)
@@ -57,8 +64,8 @@ static fy_value *value_alloc(ferry_value_kind kind)
     return v;
 }
 
-static ferry_status tensor_alloc(ferry_dtype dtype, int rank, const int64_t *dims, int zero,
-                                 fy_value **out)
+ferry_status fy_tensor_new_pooled(fy_pool *pool, ferry_dtype dtype, int rank,
+                                  const int64_t *dims, int zero, fy_value **out)
 {
     *out = NULL;
     size_t esize = ferry_dtype_size(dtype);
@@ -70,11 +77,14 @@ static ferry_status tensor_alloc(ferry_dtype dtype, int rank, const int64_t *dim
     size_t nbytes = (size_t)count * esize;
     size_t alloc = (nbytes + FY_ALIGN - 1) / FY_ALIGN * FY_ALIGN;
     if (alloc == 0) alloc = FY_ALIGN;
+    if (dtype == FERRY_DTYPE_STRING) pool = NULL; /* strings own per-element memory */
     fy_value *v = value_alloc(FERRY_VALUE_TENSOR);
     fy_buffer *b = calloc(1, sizeof *b);
-    void *data = aligned_alloc(FY_ALIGN, alloc);
+    void *data = pool ? fy_pool_take(pool, alloc) : aligned_alloc(FY_ALIGN, alloc);
     if (!v || !b || !data) {
-        free(v), free(b), free(data);
+        free(v), free(b);
+        if (pool && data) fy_pool_put(pool, data, alloc);
+        else free(data);
         return fy_error(FERRY_E_NOMEM, "out of memory allocating %zu bytes", alloc);
     }
     if (zero || dtype == FERRY_DTYPE_STRING) memset(data, 0, alloc);
@@ -91,10 +101,14 @@ static ferry_status tensor_alloc(ferry_dtype dtype, int rank, const int64_t *dim
     }
     b->refcount = 1;
     b->data = data;
-    b->size = nbytes;
+    b->size = alloc;
     b->dtype = dtype;
     b->count = count;
     b->release = buffer_release_heap;
+    if (pool) {
+        fy_pool_ref(pool);
+        b->pool = pool;
+    }
     v->dtype = dtype;
     v->rank = rank;
     if (rank) memcpy(v->dims, dims, sizeof(int64_t) * rank);
@@ -107,12 +121,12 @@ static ferry_status tensor_alloc(ferry_dtype dtype, int rank, const int64_t *dim
 
 ferry_status fy_tensor_new(ferry_dtype dtype, int rank, const int64_t *dims, fy_value **out)
 {
-    return tensor_alloc(dtype, rank, dims, 0, out);
+    return fy_tensor_new_pooled(NULL, dtype, rank, dims, 0, out);
 }
 
 ferry_status fy_tensor_zeros(ferry_dtype dtype, int rank, const int64_t *dims, fy_value **out)
 {
-    return tensor_alloc(dtype, rank, dims, 1, out);
+    return fy_tensor_new_pooled(NULL, dtype, rank, dims, 1, out);
 }
 
 ferry_status fy_tensor_view(const fy_value *src, int rank, const int64_t *dims, fy_value **out)

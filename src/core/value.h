@@ -21,6 +21,7 @@ typedef struct fy_buffer {
     void (*release)(struct fy_buffer *b);
     void *owner; /* an object to unref when the buffer dies (a model), or NULL */
     void (*owner_unref)(void *owner);
+    struct fy_pool *pool; /* where data goes back when the buffer dies, or NULL: free() */
 } fy_buffer;
 
 struct ferry_value {
@@ -42,6 +43,9 @@ typedef struct ferry_value fy_value;
 
 /* New tensor with fresh (uninitialized, 64-byte aligned) storage; strings start as "". */
 ferry_status fy_tensor_new(ferry_dtype dtype, int rank, const int64_t *dims, fy_value **out);
+/* Same, with storage recycled through pool (NULL: plain allocation). */
+ferry_status fy_tensor_new_pooled(struct fy_pool *pool, ferry_dtype dtype, int rank,
+                                  const int64_t *dims, int zero, fy_value **out);
 /* Same, zero-filled. */
 ferry_status fy_tensor_zeros(ferry_dtype dtype, int rank, const int64_t *dims, fy_value **out);
 /* New tensor over src's storage with another shape of the same element count (no copy). */

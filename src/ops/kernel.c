@@ -94,8 +94,7 @@ static ferry_status make_output(fy_kernel *k, int i, ferry_dtype dtype, int rank
 {
     *out = NULL;
     FY_CHECK(check_output_slot(k, i));
-    ferry_status rc = zero ? fy_tensor_zeros(dtype, rank, dims, out)
-                           : fy_tensor_new(dtype, rank, dims, out);
+    ferry_status rc = fy_tensor_new_pooled(k->pool, dtype, rank, dims, zero, out);
     if (rc != FERRY_OK)
         return fy_error_wrap(rc, "node \"%s\" (%s): output %d", k->node->name, k->node->op_type, i);
     k->outputs[i] = *out;

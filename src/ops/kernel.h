@@ -23,6 +23,7 @@ typedef struct fy_kernel {
     struct fy_frame *frame;  /* the running graph (for subgraphs) */
     int threads;
     double *flops;           /* add the FLOPs this node performed (for inspect/bench) */
+    struct fy_pool *pool;    /* the session's buffer pool, used by fy_output */
 } fy_kernel;
 
 typedef ferry_status (*fy_kernel_fn)(fy_kernel *k);

@@ -72,21 +72,28 @@ static ferry_status plan_axis(const fy_kernel *k, const fy_value *x, const fy_va
         return FERRY_OK;
     }
     if (scale->rank != 1)
-        return fy_kernel_error(k, FERRY_E_SHAPE, "input %d (scale) must be a scalar or 1-D, got "
-                               "rank %d", scale_input, scale->rank);
+        return fy_kernel_error(k, FERRY_E_SHAPE,
+                               "input %d (scale) must be a scalar or 1-D, got "
+                               "rank %d",
+                               scale_input, scale->rank);
     if (zp && (zp->rank != 1 || zp->count != scale->count))
         return fy_kernel_error(k, FERRY_E_SHAPE, "zero point shape must match the scale's [%lld]",
                                (long long)scale->count);
     int axis = 0;
     FY_CHECK(fy_axis(k, fy_attr_int(k, "axis", 1), x->rank, &axis));
     if (x->rank == 0 || x->dims[axis] != scale->count)
-        return fy_kernel_error(k, FERRY_E_SHAPE, "scale has %lld values, axis %d of the input "
-                               "has %lld", (long long)scale->count, axis,
+        return fy_kernel_error(k, FERRY_E_SHAPE,
+                               "scale has %lld values, axis %d of the input "
+                               "has %lld",
+                               (long long)scale->count, axis,
                                (long long)(x->rank ? x->dims[axis] : 1));
     q->outer = 1;
-    for (int i = 0; i < axis; i++) q->outer *= x->dims[i];
+    q->inner = 1;
+    for (int i = 0; i < axis; i++)
+        q->outer *= x->dims[i];
     q->ch = x->dims[axis];
-    for (int i = axis + 1; i < x->rank; i++) q->inner *= x->dims[i];
+    for (int i = axis + 1; i < x->rank; i++)
+        q->inner *= x->dims[i];
     return FERRY_OK;
 }
 
@@ -195,15 +202,15 @@ ferry_status fy_op_DequantizeLinear(fy_kernel *k)
                 if (x->dtype == FERRY_DTYPE_U8) {
                     const uint8_t *xd = (const uint8_t *)x->data + base;
 #pragma omp parallel for schedule(static) if (n > 65536)
-                    for (int64_t i = 0; i < n; i++) yd[i] = (float)(xd[i] - z) * s;
+                    for (int64_t i = 0; i < n; i++)
+                        yd[i] = (float)(xd[i] - z) * s;
                 } else {
                     for (int64_t i = 0; i < n; i++)
                         yd[i] = (float)((int64_t)q_get(x, base + i) - z) * s;
                 }
             } else {
                 for (int64_t i = 0; i < q.inner; i++)
-                    fy_tensor_set_f64(y, base + i,
-                                      (float)((int64_t)q_get(x, base + i) - z) * s);
+                    fy_tensor_set_f64(y, base + i, (float)((int64_t)q_get(x, base + i) - z) * s);
             }
         }
     }
@@ -259,8 +266,10 @@ static ferry_status mm_make_plan(const fy_kernel *k, const fy_value *a, const fy
                                  mm_plan *p)
 {
     if (a->rank < 1 || b->rank < 1)
-        return fy_kernel_error(k, FERRY_E_SHAPE, "matmul operands must have rank >= 1 (got %d "
-                               "and %d)", a->rank, b->rank);
+        return fy_kernel_error(k, FERRY_E_SHAPE,
+                               "matmul operands must have rank >= 1 (got %d "
+                               "and %d)",
+                               a->rank, b->rank);
     p->a_rank = a->rank == 1 ? 2 : a->rank;
     p->b_rank = b->rank == 1 ? 2 : b->rank;
     if (a->rank == 1) {
@@ -294,19 +303,24 @@ static ferry_status mm_make_plan(const fy_kernel *k, const fy_value *a, const fy
         p->batch_rank = bra;
         memcpy(p->batch, p->a_dims, sizeof(int64_t) * bra);
     } else {
-        ferry_status rc = fy_broadcast_shape(bra, p->a_dims, brb, p->b_dims, &p->batch_rank,
-                                             p->batch);
+        ferry_status rc =
+            fy_broadcast_shape(bra, p->a_dims, brb, p->b_dims, &p->batch_rank, p->batch);
         if (rc != FERRY_OK) return fy_kernel_error(k, rc, "batch dims do not broadcast");
     }
-    if (bra) fy_broadcast_strides(bra, p->a_dims, p->batch_rank, p->batch, p->a_bstr);
-    else memset(p->a_bstr, 0, sizeof p->a_bstr);
-    if (brb) fy_broadcast_strides(brb, p->b_dims, p->batch_rank, p->batch, p->b_bstr);
-    else memset(p->b_bstr, 0, sizeof p->b_bstr);
+    if (bra)
+        fy_broadcast_strides(bra, p->a_dims, p->batch_rank, p->batch, p->a_bstr);
+    else
+        memset(p->a_bstr, 0, sizeof p->a_bstr);
+    if (brb)
+        fy_broadcast_strides(brb, p->b_dims, p->batch_rank, p->batch, p->b_bstr);
+    else
+        memset(p->b_bstr, 0, sizeof p->b_bstr);
     p->n_batch = fy_shape_count(p->batch_rank, p->batch);
     p->a_nbatch = fy_shape_count(bra, p->a_dims);
     p->b_nbatch = fy_shape_count(brb, p->b_dims);
     p->out_rank = 0;
-    for (int i = 0; i < p->batch_rank; i++) p->out_dims[p->out_rank++] = p->batch[i];
+    for (int i = 0; i < p->batch_rank; i++)
+        p->out_dims[p->out_rank++] = p->batch[i];
     if (a->rank > 1) p->out_dims[p->out_rank++] = p->M;
     if (b->rank > 1) p->out_dims[p->out_rank++] = p->N;
     return FERRY_OK;
@@ -336,12 +350,14 @@ static ferry_status expand_param(const fy_kernel *k, int input, const fy_value *
     int64_t nmat = fy_shape_count(rank - 2, dims);
     if (param->count == 1) {
         double v = fy_tensor_get_f64(param, 0);
-        for (int64_t i = 0; i < nmat * len; i++) out[i] = v;
+        for (int64_t i = 0; i < nmat * len; i++)
+            out[i] = v;
         return FERRY_OK;
     }
     if (param->rank == 1 && param->count == len) {
         for (int64_t m = 0; m < nmat; m++)
-            for (int64_t i = 0; i < len; i++) out[m * len + i] = fy_tensor_get_f64(param, i);
+            for (int64_t i = 0; i < len; i++)
+                out[m * len + i] = fy_tensor_get_f64(param, i);
         return FERRY_OK;
     }
     int64_t target[FERRY_MAX_RANK];
@@ -420,7 +436,8 @@ static ferry_status imm_prepare(const fy_kernel *k, const fy_value *a, const fy_
     int64_t K = p->K, N = p->N;
     for (int64_t r = 0; r < na; r++) {
         int32_t z = (int32_t)m->azp[r];
-        for (int64_t j = 0; j < K; j++) m->a[r * K + j] = q_get(a, r * K + j) - z;
+        for (int64_t j = 0; j < K; j++)
+            m->a[r * K + j] = q_get(a, r * K + j) - z;
     }
     for (int64_t mb = 0; mb < p->b_nbatch; mb++)
         for (int64_t j = 0; j < K; j++)
@@ -432,8 +449,8 @@ static ferry_status imm_prepare(const fy_kernel *k, const fy_value *a, const fy_
 }
 
 /* acc[bi][m][n] = sum_k A'[m,k] * B'[k,n]; calls store(out index, acc, a row, b column). */
-static void imm_run(const imm *m, double *flops, void (*store)(void *ctx, int64_t i, int32_t acc,
-                                                                int64_t arow, int64_t bcol),
+static void imm_run(const imm *m, double *flops,
+                    void (*store)(void *ctx, int64_t i, int32_t acc, int64_t arow, int64_t bcol),
                     void *ctx)
 {
     const mm_plan *p = &m->p;
@@ -448,7 +465,8 @@ static void imm_run(const imm *m, double *flops, void (*store)(void *ctx, int64_
         for (int64_t n = 0; n < N; n++) {
             const int32_t *bc = m->bt + (mb * N + n) * K;
             int64_t acc = 0;
-            for (int64_t j = 0; j < K; j++) acc += (int64_t)ar[j] * bc[j];
+            for (int64_t j = 0; j < K; j++)
+                acc += (int64_t)ar[j] * bc[j];
             store(ctx, (bi * M + i) * N + n, (int32_t)acc, ma * M + i, mb * N + n);
         }
     }
@@ -544,7 +562,7 @@ out:
 /* ---- integer convolution ---------------------------------------------------------------- */
 
 typedef struct conv_geom {
-    int nsp;                         /* spatial dims */
+    int nsp; /* spatial dims */
     int64_t N, C, M, group;
     int64_t in[FERRY_MAX_RANK], out[FERRY_MAX_RANK], ker[FERRY_MAX_RANK];
     int64_t stride[FERRY_MAX_RANK], dil[FERRY_MAX_RANK], pad[FERRY_MAX_RANK]; /* pad: begin */
@@ -555,26 +573,32 @@ static ferry_status conv_geometry(const fy_kernel *k, const fy_value *x, const f
                                   conv_geom *g)
 {
     if (x->rank < 3 || w->rank != x->rank)
-        return fy_kernel_error(k, FERRY_E_SHAPE, "x must have rank >= 3 and w the same rank "
-                               "(got %d and %d)", x->rank, w->rank);
+        return fy_kernel_error(k, FERRY_E_SHAPE,
+                               "x must have rank >= 3 and w the same rank "
+                               "(got %d and %d)",
+                               x->rank, w->rank);
     g->nsp = x->rank - 2;
     g->N = x->dims[0];
     g->C = x->dims[1];
     g->M = w->dims[0];
     g->group = fy_attr_int(k, "group", 1);
     if (g->group < 1 || g->C % g->group || g->M % g->group || w->dims[1] * g->group != g->C)
-        return fy_kernel_error(k, FERRY_E_SHAPE, "channels do not fit: x has %lld, w is "
-                               "[%lld, %lld, ...], group %lld", (long long)g->C,
-                               (long long)g->M, (long long)w->dims[1], (long long)g->group);
+        return fy_kernel_error(k, FERRY_E_SHAPE,
+                               "channels do not fit: x has %lld, w is "
+                               "[%lld, %lld, ...], group %lld",
+                               (long long)g->C, (long long)g->M, (long long)w->dims[1],
+                               (long long)g->group);
     const int64_t *ks, *st, *dl, *pd;
     int64_t nks = fy_attr_ints(k, "kernel_shape", &ks);
     int64_t nst = fy_attr_ints(k, "strides", &st);
     int64_t ndl = fy_attr_ints(k, "dilations", &dl);
     int64_t npd = fy_attr_ints(k, "pads", &pd);
-    if ((nks >= 0 && nks != g->nsp) || (nst >= 0 && nst != g->nsp) ||
-        (ndl >= 0 && ndl != g->nsp) || (npd >= 0 && npd != 2 * g->nsp))
-        return fy_kernel_error(k, FERRY_E_INVALID_ARG, "kernel_shape/strides/dilations/pads do "
-                               "not match %d spatial dims", g->nsp);
+    if ((nks >= 0 && nks != g->nsp) || (nst >= 0 && nst != g->nsp) || (ndl >= 0 && ndl != g->nsp) ||
+        (npd >= 0 && npd != 2 * g->nsp))
+        return fy_kernel_error(k, FERRY_E_INVALID_ARG,
+                               "kernel_shape/strides/dilations/pads do "
+                               "not match %d spatial dims",
+                               g->nsp);
     const char *ap = fy_attr_string(k, "auto_pad", "NOTSET");
     g->out_dims[0] = g->N;
     g->out_dims[1] = g->M;
@@ -587,7 +611,8 @@ static ferry_status conv_geometry(const fy_kernel *k, const fy_value *x, const f
         g->stride[i] = nst >= 0 ? st[i] : 1;
         g->dil[i] = ndl >= 0 ? dl[i] : 1;
         if (g->stride[i] < 1 || g->dil[i] < 1 || g->ker[i] < 1)
-            return fy_kernel_error(k, FERRY_E_INVALID_ARG, "strides, dilations and kernel dims "
+            return fy_kernel_error(k, FERRY_E_INVALID_ARG,
+                                   "strides, dilations and kernel dims "
                                    "must be >= 1");
         int64_t ext = (g->ker[i] - 1) * g->dil[i] + 1;
         int64_t pb = 0, pe = 0;
@@ -611,9 +636,10 @@ static ferry_status conv_geometry(const fy_kernel *k, const fy_value *x, const f
             return fy_kernel_error(k, FERRY_E_INVALID_ARG, "unknown auto_pad \"%s\"", ap);
         }
         if (g->out[i] < 1)
-            return fy_kernel_error(k, FERRY_E_SHAPE, "spatial dim %d: input %lld is smaller "
-                                   "than the kernel extent %lld", i, (long long)g->in[i],
-                                   (long long)ext);
+            return fy_kernel_error(k, FERRY_E_SHAPE,
+                                   "spatial dim %d: input %lld is smaller "
+                                   "than the kernel extent %lld",
+                                   i, (long long)g->in[i], (long long)ext);
         g->pad[i] = pb;
         g->out_dims[2 + i] = g->out[i];
     }
@@ -622,10 +648,9 @@ static ferry_status conv_geometry(const fy_kernel *k, const fy_value *x, const f
 
 /* acc[n][m][out...] = sum over the group's channels and kernel taps of x' * w', where x' and
  * w' have their zero points subtracted (so padding contributes 0); then store() each. */
-static ferry_status conv_int(const fy_kernel *k, const conv_geom *g, const fy_value *x,
-                             int32_t xzp, const fy_value *w, const fy_value *wzp,
-                             void (*store)(void *ctx, int64_t i, int32_t acc, int64_t m),
-                             void *ctx)
+static ferry_status conv_int(const fy_kernel *k, const conv_geom *g, const fy_value *x, int32_t xzp,
+                             const fy_value *w, const fy_value *wzp,
+                             void (*store)(void *ctx, int64_t i, int32_t acc, int64_t m), void *ctx)
 {
     int64_t in_sz = 1, out_sz = 1, ker_sz = 1;
     for (int i = 0; i < g->nsp; i++) {
@@ -643,11 +668,13 @@ static ferry_status conv_int(const fy_kernel *k, const conv_geom *g, const fy_va
         free(koff);
         return fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
     }
-    for (int64_t i = 0; i < x->count; i++) xi[i] = q_get(x, i) - xzp;
+    for (int64_t i = 0; i < x->count; i++)
+        xi[i] = q_get(x, i) - xzp;
     int64_t wper = w->count / (g->M ? g->M : 1);
     for (int64_t m = 0; m < g->M; m++) {
         int32_t z = wzp ? q_get(wzp, wzp->count == 1 ? 0 : m) : 0;
-        for (int64_t i = 0; i < wper; i++) wi[m * wper + i] = q_get(w, m * wper + i) - z;
+        for (int64_t i = 0; i < wper; i++)
+            wi[m * wper + i] = q_get(w, m * wper + i) - z;
     }
     /* kernel tap coordinates (dilated), one row of nsp per tap */
     for (int64_t t = 0; t < ker_sz; t++) {
@@ -701,8 +728,8 @@ static void conv_store_i32(void *ctx, int64_t i, int32_t acc, int64_t m)
     ((int32_t *)ctx)[i] = acc;
 }
 
-static ferry_status check_wzp(const fy_kernel *k, int input, const fy_value *wzp,
-                              const fy_value *w, int64_t M)
+static ferry_status check_wzp(const fy_kernel *k, int input, const fy_value *wzp, const fy_value *w,
+                              int64_t M)
 {
     if (!wzp) return FERRY_OK;
     if (wzp->dtype != w->dtype)
@@ -773,7 +800,8 @@ ferry_status fy_op_QLinearConv(fy_kernel *k)
                                ferry_dtype_name(x->dtype));
     if (yzp) FY_CHECK(check_q8(k, 7, yzp));
     if (xs->count != 1 || ys->count != 1 || (yzp && yzp->count != 1))
-        return fy_kernel_error(k, FERRY_E_SHAPE, "x_scale, y_scale and y_zero_point must be "
+        return fy_kernel_error(k, FERRY_E_SHAPE,
+                               "x_scale, y_scale and y_zero_point must be "
                                "scalars");
     conv_geom g;
     FY_CHECK(conv_geometry(k, x, w, &g));

@@ -366,13 +366,42 @@ ferry_status fy_op_Trilu(fy_kernel *k)
     return fy_move_strings_end(out, FERRY_OK); /* zeroed strings (NULL) become "" */
 }
 
-/* splitmix64: a small, good-enough generator for training-mode Dropout masks. */
-static uint64_t splitmix64(uint64_t *s)
+/* MT19937 seeded like NumPy's legacy np.random.seed(int), so that training-mode Dropout
+ * draws the same mask as ONNX's reference (np.random.uniform after seeding with `seed`). */
+typedef struct mt19937 {
+    uint32_t mt[624];
+    int pos;
+} mt19937;
+
+static void mt_seed(mt19937 *s, uint32_t seed)
 {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    s->mt[0] = seed;
+    for (uint32_t i = 1; i < 624; i++)
+        s->mt[i] = 1812433253u * (s->mt[i - 1] ^ (s->mt[i - 1] >> 30)) + i;
+    s->pos = 624;
+}
+
+static uint32_t mt_next(mt19937 *s)
+{
+    if (s->pos >= 624) {
+        for (int i = 0; i < 624; i++) {
+            uint32_t y = (s->mt[i] & 0x80000000u) | (s->mt[(i + 1) % 624] & 0x7fffffffu);
+            s->mt[i] = s->mt[(i + 397) % 624] ^ (y >> 1) ^ ((y & 1) ? 0x9908b0dfu : 0);
+        }
+        s->pos = 0;
+    }
+    uint32_t y = s->mt[s->pos++];
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9d2c5680u;
+    y ^= (y << 15) & 0xefc60000u;
+    return y ^ (y >> 18);
+}
+
+/* A double in [0, 1) from 53 random bits, as NumPy's random_sample. */
+static double mt_uniform(mt19937 *s)
+{
+    uint32_t a = mt_next(s) >> 5, b = mt_next(s) >> 6;
+    return (a * 67108864.0 + b) / 9007199254740992.0;
 }
 
 ferry_status fy_op_Dropout(fy_kernel *k)
@@ -409,11 +438,11 @@ ferry_status fy_op_Dropout(fy_kernel *k)
         return fy_output_set(k, 0, fy_value_ref((fy_value *)x));
     }
     FY_CHECK(fy_output(k, 0, x->dtype, x->rank, x->dims, &out));
-    uint64_t state = (uint64_t)fy_attr_int(k, "seed", 0);
+    mt19937 rng;
+    mt_seed(&rng, (uint32_t)fy_attr_int(k, "seed", 0));
     double scale = 1.0 / (1.0 - ratio);
     for (int64_t i = 0; i < x->count; i++) {
-        double u = (double)(splitmix64(&state) >> 11) * (1.0 / 9007199254740992.0);
-        bool keep = u >= ratio;
+        bool keep = mt_uniform(&rng) >= ratio;
         fy_tensor_set_f64(out, i, keep ? fy_tensor_get_f64(x, i) * scale : 0.0);
         if (mask) fy_tensor_set_f64(mask, i, keep);
     }

@@ -44,7 +44,7 @@ static ferry_status run_node(fy_frame *f, int index)
     memset(out, 0, sizeof(fy_value *) * (nd->n_outputs ? nd->n_outputs : 1));
     fy_kernel k = {
         .node = nd, .n_inputs = nd->n_inputs, .inputs = in, .n_outputs = nd->n_outputs,
-        .outputs = out, .frame = f, .threads = f->threads, .flops = f->flops,
+        .outputs = out, .frame = f, .threads = f->threads, .flops = f->flops, .pool = f->pool,
     };
     rc = nd->op->run(&k);
     if (rc == FERRY_OK && f->flops) *f->flops += fy_node_flops(nd, in, out);
@@ -64,12 +64,12 @@ out:
 }
 
 ferry_status fy_graph_exec(const fy_graph *g, fy_value *const *inputs, fy_value *const *outer,
-                           int threads, double *flops, int depth, fy_value **outputs)
+                           const fy_run_ctx *run, int depth, fy_value **outputs)
 {
     if (depth > FY_MAX_SUBGRAPH_DEPTH)
         return fy_error(FERRY_E_INVALID_ARG, "subgraphs nested deeper than %d at run time",
                         FY_MAX_SUBGRAPH_DEPTH);
-    fy_frame f = {.g = g, .threads = threads, .flops = flops, .depth = depth};
+    fy_frame f = {.g = g, .threads = run->threads, .flops = run->flops, .depth = depth, .pool = run->pool};
     f.env = calloc(g->n_values + 1, sizeof(fy_value *));
     if (!f.env) return fy_error(FERRY_E_NOMEM, "out of memory");
     ferry_status rc = FERRY_OK;
@@ -117,8 +117,8 @@ ferry_status fy_kernel_run_graph(fy_kernel *k, const fy_graph *g, int n_inputs,
     fy_value **outer = g->n_outer <= 32 ? outer_stack : malloc(sizeof(fy_value *) * g->n_outer);
     if (!outer) return fy_error(FERRY_E_NOMEM, "out of memory");
     for (int i = 0; i < g->n_outer; i++) outer[i] = k->frame->env[g->outer_src[i]];
-    ferry_status rc = fy_graph_exec(g, inputs, outer, k->threads, k->flops, k->frame->depth + 1,
-                                    outputs);
+    fy_run_ctx run = {k->threads, k->flops, k->pool};
+    ferry_status rc = fy_graph_exec(g, inputs, outer, &run, k->frame->depth + 1, outputs);
     if (outer != outer_stack) free(outer);
     if (rc != FERRY_OK)
         return fy_error_wrap(rc, "node \"%s\" (%s), subgraph \"%s\"", k->node->name,

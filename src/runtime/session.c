@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/pool.h"
 #include "onnx/model.h"
 #include "runtime/exec.h"
 
@@ -12,7 +13,10 @@ struct ferry_session {
     struct ferry_model *model;
     int threads;
     double last_flops;
+    fy_pool *pool; /* intermediate tensors are recycled through it, run after run */
 };
+
+#define FY_POOL_MAX_CACHED (1ull << 30)
 
 ferry_status ferry_session_create(ferry_model *m, const ferry_session_options *opts,
                                   ferry_session **out)
@@ -24,6 +28,10 @@ ferry_status ferry_session_create(ferry_model *m, const ferry_session_options *o
     ferry_session *s = calloc(1, sizeof *s);
     if (!s) return fy_error(FERRY_E_NOMEM, "out of memory");
     s->threads = opts && opts->threads > 0 ? opts->threads : omp_get_num_procs();
+    if (fy_pool_create(FY_POOL_MAX_CACHED, &s->pool) != FERRY_OK) {
+        free(s);
+        return FERRY_E_NOMEM;
+    }
     fy_model_ref(m);
     s->model = m;
     *out = s;
@@ -34,6 +42,7 @@ void ferry_session_free(ferry_session *s)
 {
     if (!s) return;
     fy_model_unref(s->model);
+    fy_pool_unref(s->pool);
     free(s);
 }
 
@@ -105,7 +114,8 @@ ferry_status ferry_session_run(ferry_session *s, int n_inputs, const char *const
     if (rc == FERRY_OK) {
         s->last_flops = 0;
         omp_set_num_threads(s->threads);
-        rc = fy_graph_exec(g, bound, NULL, s->threads, &s->last_flops, 0, outputs);
+        fy_run_ctx run = {s->threads, &s->last_flops, s->pool};
+        rc = fy_graph_exec(g, bound, NULL, &run, 0, outputs);
     }
     /* outputs that still point into the model's weights are copied: the caller may outlive it */
     for (int i = 0; rc == FERRY_OK && i < g->n_outputs; i++) {
