@@ -358,7 +358,10 @@ void fy_tensor_set_f64(fy_value *t, int64_t i, double v)
     case FERRY_DTYPE_F16: ((uint16_t *)d)[i] = fy_float_to_half((float)v); break;
     case FERRY_DTYPE_BF16: ((uint16_t *)d)[i] = fy_float_to_bf16((float)v); break;
     case FERRY_DTYPE_BOOL: ((uint8_t *)d)[i] = v != 0; break;
-    default: fy_tensor_set_i64(t, i, (v != v) ? 0 : (int64_t)v); break;
+    default: /* out-of-range and NaN conversions are undefined in C: saturate instead */
+        fy_tensor_set_i64(t, i, v != v ? 0 : v >= 9.2233720368547748e18 ? INT64_MAX
+                                : v <= -9.2233720368547758e18 ? INT64_MIN : (int64_t)v);
+        break;
     }
 }
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/strmap.h"
+#include "ops/infer.h"
 #include "ops/kernel.h"
 #include "onnx/model.h"
 
@@ -463,6 +464,7 @@ static ferry_status build_graph_body(build_ctx *bc, const Onnx__GraphProto *gp, 
         }
     }
     FY_CHECK(topo_sort(g));
+    fy_graph_infer(g);
     return plan_lifetimes(g);
 }
 

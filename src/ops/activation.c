@@ -13,27 +13,43 @@
 
 /* x < 0 rather than max(x, 0) so that NaN passes through. */
 #define relu_OP(x, p) ((x) < 0 ? 0 : (x))
-#define leakyrelu_OP(x, p) ((x) < 0 ? (x) * (p).alpha : (x))
+#define leakyrelu_OP(x, p) FY_EW_SEL((x) < 0, (x) * (p).alpha, (x))
 #define elu_OP(x, p) ((x) < 0 ? (p).alpha * FY_EW_M(expm1, x) : (x))
 #define selu_OP(x, p) ((x) <= 0 ? (p).gamma * (p).alpha * FY_EW_M(expm1, x) : (p).gamma * (x))
 #define celu_OP(x, p) ((x) < 0 ? (p).alpha * FY_EW_M(expm1, (x) / (p).alpha) : (x))
 #define sigmoid_OP(x, p) (1 / (1 + FY_EW_EXP(-(x))))
 #define hardsigmoid_OP(x, p) clamp01((p).alpha * (x) + (p).beta)
-#define hardswish_OP(x, p) ((x) * clamp01((x) * (1.0f / 6) + 0.5f))
+#define hardswish_OP(x, p) ((x) * clamp01((x) * K(x, 1.0 / 6) + K(x, 0.5)))
 /* log(1 + e^x) without overflow: x + log1p(e^-x) for positive x. */
 #define softplus_OP(x, p)                                                                          \
     ((x) > 0 ? (x) + FY_EW_M(log1p, FY_EW_EXP(-(x))) : FY_EW_M(log1p, FY_EW_EXP(x)))
 #define softsign_OP(x, p) ((x) / (1 + FY_EW_M(fabs, x)))
 #define tanh_OP(x, p) FY_EW_TANH(x)
-#define thresholdedrelu_OP(x, p) ((x) > (p).alpha ? (x) : 0)
-#define mish_OP(x, p) ((x) * FY_EW_TANH(softplus_OP(x, p)))
-#define gelu_OP(x, p) (0.5f * (x) * (1 + FY_EW_ERF((x) * 0.70710678118654752f)))
+#define thresholdedrelu_OP(x, p) FY_EW_SEL((x) > (p).alpha, (x), 0)
+#define mish_OP(x, p) _Generic((x), float: mishf, default: mishd)(x)
+#define gelu_OP(x, p) (K(x, 0.5) * (x) * (1 + FY_EW_ERF((x) * K(x, 0.70710678118654752))))
 #define gelut_OP(x, p)                                                                             \
-    (0.5f * (x) * (1 + FY_EW_TANH(0.79788456080286536f * ((x) + 0.044715f * (x) * (x) * (x)))))
+    (K(x, 0.5) * (x) *                                                                             \
+     (1 + FY_EW_TANH(K(x, 0.79788456080286536) * ((x) + K(x, 0.044715) * (x) * (x) * (x)))))
 
 #define clamp01(v) _Generic((v), float: clamp01f, default: clamp01d)(v)
-static inline float clamp01f(float v) { return v < 0 ? 0 : v > 1 ? 1 : v; }
-static inline double clamp01d(double v) { return v < 0 ? 0 : v > 1 ? 1 : v; }
+static inline float clamp01f(float v) { return fy_ew_self(v < 0, 0, fy_ew_self(v > 1, 1, v)); }
+static inline double clamp01d(double v) { return fy_ew_seld(v < 0, 0, fy_ew_seld(v > 1, 1, v)); }
+/* Mish = x tanh(softplus(x)) = x q / (q + 2) with q = e^x (e^x + 2), which needs one
+ * exponential; above 20 the factor is 1 to float precision (and q would overflow). */
+static inline float mishf(float x)
+{
+    float n = fy_ew_expf(fy_ew_self(x > 20, 20, x)), q = n * (n + 2);
+    float y = x * fy_ew_self(x > 20, 1, q / (q + 2));
+    return fy_ew_self(x < -120, -0.0f, y); /* x e^x underflows; keeps -inf from giving NaN */
+}
+static inline double mishd(double x)
+{
+    double n = exp(x > 20 ? 20 : x), q = n * (n + 2);
+    return x > 20 ? x : x < -800 ? -0.0 : x * q / (q + 2);
+}
+/* A constant in x's type (float constants would round f64 results, double ones would slow f32). */
+#define K(x, c) ((__typeof__(x))(c))
 
 FY_EW_FLOAT_TYPES(FY_EW_UN_DEF, relu)
 FY_EW_SINT_TYPES(FY_EW_UN_DEF, relu)
@@ -132,7 +148,7 @@ ferry_status fy_op_Shrink(fy_kernel *k)
 
 /* ---- PRelu: x < 0 ? x * slope : x, slope broadcast to x ---- */
 
-#define preluf_OP(x, y) ((x) < 0 ? (x) * (y) : (x))
+#define preluf_OP(x, y) FY_EW_SEL((x) < 0, (x) * (y), (x))
 #define prelus_OP(x, y) ((x) < 0 ? (x) * (y) : (x))
 #define preluu_OP(x, y) ((void)(y), (x))
 FY_EW_FLOAT_TYPES(FY_EW_BIN_DEF, preluf)
@@ -193,8 +209,8 @@ typedef struct clip_ctx {
         FY_EW_SIMD for (int64_t i = 0; i < n; i++)                                                 \
         {                                                                                          \
             C x = LD(a[i]);                                                                        \
-            x = x < lo ? lo : x;                                                                   \
-            o[i] = ST(x > hi ? hi : x);                                                            \
+            x = FY_EW_SEL(x < lo, lo, x);                                                          \
+            o[i] = ST(FY_EW_SEL(x > hi, hi, x));                                                   \
         }                                                                                          \
     }
 FY_EW_NUM_TYPES(CLIP_DEF, clip)

@@ -438,8 +438,8 @@ ferry_status fy_op_Pow(fy_kernel *k)
 /* ---- Min, Max, Sum, Mean: any number of inputs, broadcast together ---- */
 
 /* Float Min/Max propagate NaN, as numpy's minimum/maximum do. */
-#define maxf_OP(x, y) ((x) > (y) || (x) != (x) ? (x) : (y))
-#define minf_OP(x, y) ((x) < (y) || (x) != (x) ? (x) : (y))
+#define maxf_OP(x, y) FY_EW_SEL(((x) > (y)) | ((x) != (x)), (x), (y))
+#define minf_OP(x, y) FY_EW_SEL(((x) < (y)) | ((x) != (x)), (x), (y))
 #define maxi_OP(x, y) ((x) > (y) ? (x) : (y))
 #define mini_OP(x, y) ((x) < (y) ? (x) : (y))
 

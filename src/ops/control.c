@@ -14,8 +14,10 @@ static ferry_status read_cond(const fy_kernel *k, const fy_value *t, const char 
     if (t->count != 1)
         return fy_kernel_error(k, FERRY_E_SHAPE, "%s must hold one element, has %lld", what,
                                (long long)t->count);
-    if (t->dtype == FERRY_DTYPE_BOOL) *out = *(const uint8_t *)t->data != 0;
-    else if (fy_dtype_is_numeric(t->dtype)) *out = fy_tensor_get_f64(t, 0) != 0;
+    if (t->dtype == FERRY_DTYPE_BOOL)
+        *out = *(const uint8_t *)t->data != 0;
+    else if (fy_dtype_is_numeric(t->dtype))
+        *out = fy_tensor_get_f64(t, 0) != 0;
     else
         return fy_kernel_error(k, FERRY_E_DTYPE, "%s must be bool, got %s", what,
                                ferry_dtype_name(t->dtype));
@@ -128,8 +130,10 @@ ferry_status fy_op_Loop(fy_kernel *k)
     /* args[2..] own the current loop-carried values; an omitted one is an empty optional */
     for (int i = 0; i < n_carried && rc == FERRY_OK; i++) {
         fy_value *v = k->inputs[2 + i];
-        if (v) args[2 + i] = fy_value_ref(v);
-        else rc = fy_none_new(&args[2 + i]);
+        if (v)
+            args[2 + i] = fy_value_ref(v);
+        else
+            rc = fy_none_new(&args[2 + i]);
     }
     for (int64_t it = 0; rc == FERRY_OK && it < max_trip && cond; it++) {
         rc = fy_tensor_scalar_i64(it, &args[0]);
@@ -192,12 +196,15 @@ static ferry_status attr_ints_n(const fy_kernel *k, const char *name, int n, int
 {
     const int64_t *v;
     int64_t len = fy_attr_ints(k, name, &v);
-    for (int i = 0; i < n; i++) out[i] = 0;
+    for (int i = 0; i < n; i++)
+        out[i] = 0;
     if (len < 0) return FERRY_OK;
     if (len != n)
-        return fy_kernel_error(k, FERRY_E_INVALID_ARG, "attribute \"%s\" has %lld values, expected %d",
-                               name, (long long)len, n);
-    for (int i = 0; i < n; i++) out[i] = v[i];
+        return fy_kernel_error(k, FERRY_E_INVALID_ARG,
+                               "attribute \"%s\" has %lld values, expected %d", name,
+                               (long long)len, n);
+    for (int i = 0; i < n; i++)
+        out[i] = v[i];
     return FERRY_OK;
 }
 
@@ -206,8 +213,8 @@ typedef struct scan_ctx {
     const fy_graph *body;
     int n_state, n_scan_in, n_scan_out;
     int64_t *in_axes, *in_dirs, *out_axes, *out_dirs;
-    fy_value **args;  /* body inputs: n_state states then n_scan_in slices, owned */
-    fy_value **res;   /* body outputs, owned until moved */
+    fy_value **args; /* body inputs: n_state states then n_scan_in slices, owned */
+    fy_value **res;  /* body outputs, owned until moved */
 } scan_ctx;
 
 /* Run the body over sequence positions 0..len-1 of the scan inputs src[] (already without a
@@ -387,8 +394,8 @@ ferry_status fy_op_Scan(fy_kernel *k)
             int64_t n = lens ? fy_tensor_get_i64(lens, b) : len;
             if (n < 0 || n > len) {
                 rc = fy_kernel_error(k, FERRY_E_INVALID_ARG,
-                                     "sequence_lens[%lld] = %lld is outside 0..%lld",
-                                     (long long)b, (long long)n, (long long)len);
+                                     "sequence_lens[%lld] = %lld is outside 0..%lld", (long long)b,
+                                     (long long)n, (long long)len);
                 break;
             }
             for (int i = 0; i < s.n_state && rc == FERRY_OK; i++)
@@ -409,7 +416,8 @@ ferry_status fy_op_Scan(fy_kernel *k)
                 }
                 owned_src[j] = e;
             }
-            for (int j = 0; j < n_out; j++) row[j] = items[j] + b * len;
+            for (int j = 0; j < n_out; j++)
+                row[j] = items[j] + b * len;
             if (rc == FERRY_OK) rc = scan_run(k, &s, (const fy_value *const *)owned_src, n, row);
             for (int i = 0; i < s.n_state; i++) {
                 states[i * batch + b] = s.args[i];

@@ -25,7 +25,7 @@ typedef struct roi_grid {
 enum { ROI_OK, ROI_TOO_BIG, ROI_NOMEM };
 
 #define DEFINE_ROI_GRID(T, SFX)                                                                    \
-    static void roi_sample_at_##SFX(T y, T x, int64_t height, int64_t width, roi_sample *s)       \
+    static void roi_sample_at_##SFX(T y, T x, int64_t height, int64_t width, roi_sample *s)        \
     {                                                                                              \
         memset(s, 0, sizeof *s);                                                                   \
         if (y < (T)-1 || y > (T)height || x < (T)-1 || x > (T)width) return;                       \
@@ -56,7 +56,7 @@ enum { ROI_OK, ROI_TOO_BIG, ROI_NOMEM };
     }                                                                                              \
                                                                                                    \
     static int roi_grid_##SFX(const double *box, T scale, int half_pixel, int64_t out_h,           \
-                              int64_t out_w, int64_t ratio, int64_t height, int64_t width,          \
+                              int64_t out_w, int64_t ratio, int64_t height, int64_t width,         \
                               roi_grid *g)                                                         \
     {                                                                                              \
         const T off = half_pixel ? (T)0.5 : (T)0;                                                  \
@@ -163,17 +163,18 @@ ferry_status fy_op_RoiAlign(fy_kernel *k)
     for (int64_t r = 0; r < n_rois && rc == FERRY_OK; r++) {
         const int64_t b = fy_tensor_get_i64(bi, r);
         double box[4];
-        for (int j = 0; j < 4; j++) box[j] = fy_tensor_get_f64(rois, r * 4 + j);
+        for (int j = 0; j < 4; j++)
+            box[j] = fy_tensor_get_f64(rois, r * 4 + j);
         roi_grid grid = {0, 0, NULL};
         int grc = geom_f64 ? roi_grid_f64(box, spatial_scale, half_pixel, out_h, out_w, ratio, H, W,
                                           &grid)
                            : roi_grid_f32(box, (float)spatial_scale, half_pixel, out_h, out_w,
                                           ratio, H, W, &grid);
         if (grc != ROI_OK) {
-            rc = grc == ROI_NOMEM ? fy_kernel_error(k, FERRY_E_NOMEM, "out of memory")
-                                  : fy_kernel_error(k, FERRY_E_UNSUPPORTED,
-                                                    "roi %lld needs too many samples",
-                                                    (long long)r);
+            rc = grc == ROI_NOMEM
+                     ? fy_kernel_error(k, FERRY_E_NOMEM, "out of memory")
+                     : fy_kernel_error(k, FERRY_E_UNSUPPORTED, "roi %lld needs too many samples",
+                                       (long long)r);
             break;
         }
         const int64_t n_samp = grid.gh * grid.gw;

@@ -166,13 +166,43 @@ typedef struct fy_ew_params {
  * Gelu and Softmax scalar. These branch-free versions vectorize and stay within ~2 ulp of the
  * correctly rounded result (checked against double precision over [-100, 100]). */
 
+/* c ? a : b with both a and b evaluated, as a bit blend. Under GCC's default -ftrapping-math
+ * a float `?:` whose arms compute something stays a branch (the arithmetic is sunk into the
+ * arm and may not be executed speculatively), which blocks vectorization; a blend does not. */
+static inline float fy_ew_self(int c, float a, float b)
+{
+    union {
+        float f;
+        uint32_t u;
+    } x = {a}, y = {b}, r;
+    uint32_t m = 0u - (uint32_t)(c != 0);
+    r.u = (x.u & m) | (y.u & ~m);
+    return r.f;
+}
+static inline double fy_ew_seld(int c, double a, double b)
+{
+    union {
+        double f;
+        uint64_t u;
+    } x = {a}, y = {b}, r;
+    uint64_t m = 0u - (uint64_t)(c != 0);
+    r.u = (x.u & m) | (y.u & ~m);
+    return r.f;
+}
+/* Type-generic select: the blend for float and double, a plain ?: for integers. */
+#define FY_EW_SEL(c, a, b)                                                                         \
+    _Generic((a) + (b), float: fy_ew_self((c), (a), (b)), double: fy_ew_seld((c), (a), (b)),       \
+             default: ((c) ? (a) : (b)))
+
 /* e^x: Cody-Waite reduction by ln 2, Cephes' degree-6 polynomial, and 2^n applied in two
- * halves so that results near overflow and in the subnormal range come out right. */
+ * halves so that results near overflow and in the subnormal range come out right. NaN runs
+ * through the arithmetic (with n forced to 0, keeping the float-to-int conversion defined). */
 static inline float fy_ew_expf(float x)
 {
-    float xc = x < 88.8f ? x : 88.8f; /* NaN takes this branch too and is restored below */
-    xc = xc > -104.0f ? xc : -104.0f;
+    float xc = fy_ew_self(x > 88.8f, 88.8f, x);
+    xc = fy_ew_self(xc < -104.0f, -104.0f, xc);
     float fn = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round(x / ln2) */
+    fn = fy_ew_self(fn == fn, fn, 0.0f);
     float r = xc - fn * 0.693359375f;
     r = r + fn * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
@@ -187,8 +217,7 @@ static inline float fy_ew_expf(float x)
         uint32_t u;
         float f;
     } s1 = {(uint32_t)(n1 + 127) << 23}, s2 = {(uint32_t)(n2 + 127) << 23};
-    float y = p * s1.f * s2.f;
-    return x == x ? y : x;
+    return p * s1.f * s2.f;
 }
 
 /* tanh: Cephes' odd polynomial below 0.625, 1 - 2 / (e^2|x| + 1) above. */
@@ -197,9 +226,8 @@ static inline float fy_ew_tanhf(float x)
     float ax = fabsf(x), z = x * x;
     float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z +
                     1.33314422036e-1f) * z - 3.33332819422e-1f) * z * x + x;
-    float big = 1.0f - 2.0f / (fy_ew_expf(2.0f * ax) + 1.0f);
-    big = x < 0 ? -big : big;
-    return ax < 0.625f ? small : big;
+    float big = copysignf(1.0f - 2.0f / (fy_ew_expf(2.0f * ax) + 1.0f), x);
+    return fy_ew_self(ax < 0.625f, small, big);
 }
 
 /* erf: its Taylor series below 1 (exact to float precision there), Abramowitz & Stegun
@@ -225,9 +253,8 @@ static inline float fy_ew_erff(float x)
     q = q * t + 1.421413741f;
     q = q * t - 0.284496736f;
     q = q * t + 0.254829592f;
-    float big = 1.0f - q * t * fy_ew_expf(-z);
-    big = x < 0 ? -big : big;
-    return ax < 1.0f ? small : big;
+    float big = copysignf(1.0f - q * t * fy_ew_expf(-z), x);
+    return fy_ew_self(ax < 1.0f, small, big);
 }
 
 /* Type-generic math for stamped kernels: float uses the fast versions or libm's *f

@@ -453,7 +453,7 @@ ferry_status fy_op_Compress(fy_kernel *k)
     int64_t dims[FERRY_MAX_RANK], outer, n, inner;
     if (aa) {
         if (x->rank < 1) return fy_kernel_error(k, FERRY_E_SHAPE, "input must have rank >= 1");
-        FY_CHECK(fy_axis(k, aa->i, x->rank, &axis));
+        FY_CHECK(fy_axis(k, fy_attr_int(k, "axis", 0), x->rank, &axis));
         r = x->rank;
         memcpy(dims, x->dims, sizeof(int64_t) * r);
         outer = prod(x->dims, 0, axis);

@@ -15,10 +15,14 @@ typedef enum reduction { RED_NONE, RED_SUM, RED_MEAN } reduction;
 static ferry_status parse_reduction(const fy_kernel *k, reduction *r)
 {
     const char *s = fy_attr_string(k, "reduction", "mean");
-    if (!strcmp(s, "none")) *r = RED_NONE;
-    else if (!strcmp(s, "sum")) *r = RED_SUM;
-    else if (!strcmp(s, "mean")) *r = RED_MEAN;
-    else return fy_kernel_error(k, FERRY_E_INVALID_ARG, "unknown reduction \"%s\"", s);
+    if (!strcmp(s, "none"))
+        *r = RED_NONE;
+    else if (!strcmp(s, "sum"))
+        *r = RED_SUM;
+    else if (!strcmp(s, "mean"))
+        *r = RED_MEAN;
+    else
+        return fy_kernel_error(k, FERRY_E_INVALID_ARG, "unknown reduction \"%s\"", s);
     return FERRY_OK;
 }
 
@@ -41,7 +45,8 @@ static ferry_status check_loss_inputs(const fy_kernel *k, const fy_value *x, con
     if (x->rank < 2)
         return fy_kernel_error(k, FERRY_E_SHAPE, "input 0 must have rank >= 2, got %d", x->rank);
     bool ok = lab->rank == x->rank - 1 && lab->dims[0] == x->dims[0];
-    for (int i = 1; ok && i < lab->rank; i++) ok = lab->dims[i] == x->dims[i + 1];
+    for (int i = 1; ok && i < lab->rank; i++)
+        ok = lab->dims[i] == x->dims[i + 1];
     if (!ok) {
         char s1[128], s2[128];
         return fy_kernel_error(k, FERRY_E_SHAPE, "labels %s do not fit input %s",
@@ -51,7 +56,8 @@ static ferry_status check_loss_inputs(const fy_kernel *k, const fy_value *x, con
     *N = x->dims[0];
     *C = x->dims[1];
     *D = 1;
-    for (int i = 2; i < x->rank; i++) *D *= x->dims[i];
+    for (int i = 2; i < x->rank; i++)
+        *D *= x->dims[i];
     if (w) {
         if (w->dtype != x->dtype)
             return fy_kernel_error(k, FERRY_E_DTYPE, "weights are %s, input is %s",
@@ -74,8 +80,10 @@ static ferry_status nll(fy_kernel *k, const double *logp, int64_t N, int64_t C, 
     int64_t ignore = has_ignore ? ia->i : 0;
 
     fy_value *out;
-    if (red == RED_NONE) FY_CHECK(fy_output(k, 0, t, lab->rank, lab->dims, &out));
-    else FY_CHECK(fy_output(k, 0, t, 0, NULL, &out));
+    if (red == RED_NONE)
+        FY_CHECK(fy_output(k, 0, t, lab->rank, lab->dims, &out));
+    else
+        FY_CHECK(fy_output(k, 0, t, 0, NULL, &out));
 
     double sum = 0, wsum = 0;
     for (int64_t n = 0; n < N; n++)
@@ -85,9 +93,10 @@ static ferry_status nll(fy_kernel *k, const double *logp, int64_t N, int64_t C, 
             double l = 0, wt = 0;
             if (!(has_ignore && c == ignore)) {
                 if (c < 0 || c >= C)
-                    return fy_kernel_error(k, FERRY_E_INVALID_ARG, "label %lld at %lld is out "
-                                           "of range [0, %lld)", (long long)c, (long long)i,
-                                           (long long)C);
+                    return fy_kernel_error(k, FERRY_E_INVALID_ARG,
+                                           "label %lld at %lld is out "
+                                           "of range [0, %lld)",
+                                           (long long)c, (long long)i, (long long)C);
                 wt = w ? fy_tensor_get_f64(w, c) : 1.0;
                 l = -logp[(n * C + c) * D + d] * wt;
             }
@@ -115,7 +124,8 @@ ferry_status fy_op_NegativeLogLikelihoodLoss(fy_kernel *k)
     FY_CHECK(check_loss_inputs(k, x, lab, w, &N, &C, &D));
     double *logp = malloc(sizeof(double) * (size_t)(x->count + 1));
     if (!logp) return fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
-    for (int64_t i = 0; i < x->count; i++) logp[i] = fy_tensor_get_f64(x, i);
+    for (int64_t i = 0; i < x->count; i++)
+        logp[i] = fy_tensor_get_f64(x, i);
     ferry_status rc = nll(k, logp, N, C, D, lab, w, x->dtype);
     free(logp);
     return rc;
@@ -141,16 +151,19 @@ ferry_status fy_op_SoftmaxCrossEntropyLoss(fy_kernel *k)
                 logp[base + c * D] = v;
                 if (v > mx) mx = v;
             }
-            for (int64_t c = 0; c < C; c++) s += exp(logp[base + c * D] - mx);
+            for (int64_t c = 0; c < C; c++)
+                s += exp(logp[base + c * D] - mx);
             double lse = mx + log(s);
-            for (int64_t c = 0; c < C; c++) logp[base + c * D] -= lse;
+            for (int64_t c = 0; c < C; c++)
+                logp[base + c * D] -= lse;
         }
     ferry_status rc = nll(k, logp, N, C, D, lab, w, x->dtype);
     if (rc == FERRY_OK && fy_output_wanted(k, 1)) {
         fy_value *lp;
         rc = fy_output(k, 1, x->dtype, x->rank, x->dims, &lp);
         if (rc == FERRY_OK)
-            for (int64_t i = 0; i < x->count; i++) fy_tensor_set_f64(lp, i, logp[i]);
+            for (int64_t i = 0; i < x->count; i++)
+                fy_tensor_set_f64(lp, i, logp[i]);
     }
     free(logp);
     return rc;

@@ -10,19 +10,19 @@
 
 /* ---- fy_sgemm ---------------------------------------------------------------------------
 
- * BLIS-style: B is packed into NR-column micro-panels and A into MR-row micro-panels (both
- * k-major), so the micro-kernel streams two contiguous arrays and keeps an MR x NR tile of C in
- * registers. The micro-kernel uses GCC vector types; an AVX2+FMA copy is chosen at run time on
- * x86-64, the baseline copy serves everything else. Work items are (row block, column block)
- * tiles of the packed operands, shared out over the OpenMP team. */
+ * BLIS-style blocking. B is packed, KC x NC at a time, into NR-column micro-panels (k-major), so
+ * the micro-kernel streams it contiguously; A is read in place (6 rows at a time, through row
+ * and column strides, which covers transA for free) unless alpha != 1, when MC x KC blocks of
+ * alpha * A are packed. The micro-kernel keeps a 6 x 16 tile of C in twelve 8-float vector
+ * registers (GCC vector types: AVX2+FMA code is chosen at run time on x86-64, baseline code
+ * elsewhere). Threads take whole column (or row) strips of C from a dynamic queue and run the
+ * serial algorithm on them: no barriers inside, which matters when cores are oversubscribed. */
 
 #define GEMM_MR 6
 #define GEMM_NR 16
-#define GEMM_KC 256          /* depth of one packed slice: an A micro-panel is 6 KiB */
-#define GEMM_MB 3072         /* rows packed at once */
-#define GEMM_NB 4096         /* columns packed at once (4 MiB of B at most) */
-#define GEMM_TM (16 * GEMM_MR) /* rows per work item */
-#define GEMM_TN (8 * GEMM_NR)  /* columns per work item */
+#define GEMM_KC 256            /* depth of a packed block: a B micro-panel is 16 KiB (L1) */
+#define GEMM_MC 96             /* rows of A swept over one B micro-panel (L2) */
+#define GEMM_NC 2048           /* columns of a packed B block (2 MiB) */
 #define GEMM_PAR_MIN (1 << 17) /* M*N*K below which threads cost more than they give */
 
 typedef float v8sf __attribute__((vector_size(32)));
@@ -34,9 +34,10 @@ static void *alloc_aligned(size_t n)
     return aligned_alloc(64, sz ? sz : 64);
 }
 
-/* C[0:mr, 0:nr] += Apanel * Bpanel over kc steps (alpha is folded into the packed A, which
- * keeps the 12 accumulators, 2 B vectors and the broadcast within the 16 AVX registers). */
+/* C[0:mr, 0:nr] += A[0:6, 0:kc] * Bpanel, A(i, p) at a[i*rs + p*cs]. Rows of A beyond mr must
+ * be readable (callers pad the last panel). */
 static inline __attribute__((always_inline)) void micro_kernel(int64_t kc, const float *a,
+                                                               int64_t rs, int64_t cs,
                                                                const float *b, float *c,
                                                                int64_t ldc, int mr, int nr)
 {
@@ -44,13 +45,15 @@ static inline __attribute__((always_inline)) void micro_kernel(int64_t kc, const
     v8sf c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0};
     for (int64_t p = 0; p < kc; p++) {
         v8sf b0 = *(const v8sf *)b, b1 = *(const v8sf *)(b + 8);
-        c00 += a[0] * b0, c01 += a[0] * b1;
-        c10 += a[1] * b0, c11 += a[1] * b1;
-        c20 += a[2] * b0, c21 += a[2] * b1;
-        c30 += a[3] * b0, c31 += a[3] * b1;
-        c40 += a[4] * b0, c41 += a[4] * b1;
-        c50 += a[5] * b0, c51 += a[5] * b1;
-        a += GEMM_MR, b += GEMM_NR;
+        float a0 = a[0], a1 = a[rs], a2 = a[2 * rs], a3 = a[3 * rs], a4 = a[4 * rs],
+              a5 = a[5 * rs];
+        c00 += a0 * b0, c01 += a0 * b1;
+        c10 += a1 * b0, c11 += a1 * b1;
+        c20 += a2 * b0, c21 += a2 * b1;
+        c30 += a3 * b0, c31 += a3 * b1;
+        c40 += a4 * b0, c41 += a4 * b1;
+        c50 += a5 * b0, c51 += a5 * b1;
+        a += cs, b += GEMM_NR;
     }
     if (mr == GEMM_MR && nr == GEMM_NR) {
 #define STORE_ROW(i)                                                                               \
@@ -68,91 +71,128 @@ static inline __attribute__((always_inline)) void micro_kernel(int64_t kc, const
     }
 }
 
-/* One work item: m x n of C from packed A rows (m/MR panels) and packed B columns. */
-#define TILE_BODY                                                                                  \
+/* m x n of C += A[m, kc] * packed B. packed: A is alpha-scaled MR-row panels; otherwise A(i, p)
+ * is A[i*rs + p*cs] and a partial last panel is copied into edge (MR * kc floats). */
+#define MACRO_BODY                                                                                 \
+    int64_t mfull = m / GEMM_MR * GEMM_MR;                                                         \
+    if (!packed && mfull < m) {                                                                    \
+        for (int64_t p = 0; p < kc; p++)                                                           \
+            for (int64_t i = 0; i < GEMM_MR; i++)                                                  \
+                edge[p * GEMM_MR + i] = mfull + i < m ? A[(mfull + i) * rs + p * cs] : 0.0f;      \
+    }                                                                                              \
     for (int64_t j = 0; j < n; j += GEMM_NR) {                                                     \
         int nr = n - j < GEMM_NR ? (int)(n - j) : GEMM_NR;                                         \
-        const float *bp = Bp + (j / GEMM_NR) * GEMM_NR * kc;                                       \
+        const float *bp = Bp + j * kc;                                                             \
         for (int64_t i = 0; i < m; i += GEMM_MR) {                                                 \
             int mr = m - i < GEMM_MR ? (int)(m - i) : GEMM_MR;                                     \
-            micro_kernel(kc, Ap + (i / GEMM_MR) * GEMM_MR * kc, bp, C + i * ldc + j, ldc, mr,     \
-                         nr);                                                                      \
+            if (packed) micro_kernel(kc, A + i * kc, 1, GEMM_MR, bp, C + i * ldc + j, ldc, mr, nr); \
+            else if (mr < GEMM_MR)                                                                 \
+                micro_kernel(kc, edge, 1, GEMM_MR, bp, C + i * ldc + j, ldc, mr, nr);              \
+            else micro_kernel(kc, A + i * rs, rs, cs, bp, C + i * ldc + j, ldc, mr, nr);           \
         }                                                                                          \
     }
 
-typedef void (*tile_fn)(int64_t kc, const float *Ap, const float *Bp, float *C, int64_t ldc,
-                        int64_t m, int64_t n);
+typedef void (*macro_fn)(int64_t m, int64_t n, int64_t kc, const float *A, int64_t rs,
+                         int64_t cs, int packed, const float *Bp, float *C, int64_t ldc,
+                         float *edge);
 
-static void tile_base(int64_t kc, const float *Ap, const float *Bp, float *C, int64_t ldc,
-                      int64_t m, int64_t n)
+static void macro_base(int64_t m, int64_t n, int64_t kc, const float *A, int64_t rs, int64_t cs,
+                       int packed, const float *Bp, float *C, int64_t ldc, float *edge)
 {
-    TILE_BODY
+    MACRO_BODY
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx2,fma"))) static void tile_avx2(int64_t kc, const float *Ap,
-                                                          const float *Bp, float *C, int64_t ldc,
-                                                          int64_t m, int64_t n)
+__attribute__((target("avx2,fma"))) static void macro_avx2(int64_t m, int64_t n, int64_t kc,
+                                                           const float *A, int64_t rs,
+                                                           int64_t cs, int packed,
+                                                           const float *Bp, float *C,
+                                                           int64_t ldc, float *edge)
 {
-    TILE_BODY
+    MACRO_BODY
 }
 #endif
 
-static tile_fn pick_tile(void)
+static macro_fn pick_macro(void)
 {
-    static tile_fn chosen;
-    tile_fn f = __atomic_load_n(&chosen, __ATOMIC_RELAXED);
+    static macro_fn chosen;
+    macro_fn f = __atomic_load_n(&chosen, __ATOMIC_RELAXED);
     if (f) return f;
-    f = tile_base;
+    f = macro_base;
 #if defined(__x86_64__) && defined(__GNUC__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) f = tile_avx2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) f = macro_avx2;
 #endif
     __atomic_store_n(&chosen, f, __ATOMIC_RELAXED);
     return f;
 }
 
-/* alpha * rows [i0, i0+rows) of op(A), depth [p0, p0+kc), as one MR-row micro-panel. */
-static void pack_a_panel(int ta, const float *A, int64_t lda, int64_t i0, int64_t rows,
-                         int64_t p0, int64_t kc, float alpha, float *d)
+/* alpha * op(A)[0:rows, 0:kc] (A(i, p) at A[i*rs + p*cs]) as MR-row panels, zero-padded. */
+static void pack_a(const float *A, int64_t rs, int64_t cs, int64_t rows, int64_t kc, float alpha,
+                   float *d)
 {
-    if (!ta) {
-        for (int64_t i = 0; i < rows; i++) {
-            const float *src = A + (i0 + i) * lda + p0;
-            for (int64_t p = 0; p < kc; p++) d[p * GEMM_MR + i] = alpha * src[p];
-        }
-    } else {
-        for (int64_t p = 0; p < kc; p++) {
-            const float *src = A + (p0 + p) * lda + i0;
-            for (int64_t i = 0; i < rows; i++) d[p * GEMM_MR + i] = alpha * src[i];
+    for (int64_t i0 = 0; i0 < rows; i0 += GEMM_MR, d += GEMM_MR * kc) {
+        int64_t mr = rows - i0 < GEMM_MR ? rows - i0 : GEMM_MR;
+        for (int64_t i = 0; i < GEMM_MR; i++) {
+            const float *src = A + (i0 + i) * rs;
+            if (i >= mr)
+                for (int64_t p = 0; p < kc; p++) d[p * GEMM_MR + i] = 0.0f;
+            else
+                for (int64_t p = 0; p < kc; p++) d[p * GEMM_MR + i] = alpha * src[p * cs];
         }
     }
-    for (int64_t i = rows; i < GEMM_MR; i++)
-        for (int64_t p = 0; p < kc; p++) d[p * GEMM_MR + i] = 0.0f;
 }
 
-static void pack_b_panel(int tb, const float *B, int64_t ldb, int64_t j0, int64_t cols,
-                         int64_t p0, int64_t kc, float *d)
+/* op(B)[0:kc, 0:cols] (B(p, j) at B[p*rs + j*cs]) as NR-column panels, zero-padded. */
+static void pack_b(const float *B, int64_t rs, int64_t cs, int64_t kc, int64_t cols, float *d)
 {
-    if (!tb) {
-        for (int64_t p = 0; p < kc; p++) {
-            const float *src = B + (p0 + p) * ldb + j0;
-            float *dp = d + p * GEMM_NR;
-            if (cols == GEMM_NR) {
-                memcpy(dp, src, GEMM_NR * sizeof(float));
-            } else {
-                int64_t j = 0;
-                for (; j < cols; j++) dp[j] = src[j];
-                for (; j < GEMM_NR; j++) dp[j] = 0.0f;
+    for (int64_t j0 = 0; j0 < cols; j0 += GEMM_NR, d += GEMM_NR * kc) {
+        int64_t nr = cols - j0 < GEMM_NR ? cols - j0 : GEMM_NR;
+        if (cs == 1) {
+            for (int64_t p = 0; p < kc; p++) {
+                const float *src = B + p * rs + j0;
+                float *dp = d + p * GEMM_NR;
+                if (nr == GEMM_NR) {
+                    memcpy(dp, src, GEMM_NR * sizeof(float));
+                } else {
+                    int64_t j = 0;
+                    for (; j < nr; j++) dp[j] = src[j];
+                    for (; j < GEMM_NR; j++) dp[j] = 0.0f;
+                }
+            }
+        } else {
+            for (int64_t j = 0; j < GEMM_NR; j++) {
+                const float *src = B + (j0 + j) * cs;
+                if (j >= nr)
+                    for (int64_t p = 0; p < kc; p++) d[p * GEMM_NR + j] = 0.0f;
+                else
+                    for (int64_t p = 0; p < kc; p++) d[p * GEMM_NR + j] = src[p * rs];
             }
         }
-    } else {
-        for (int64_t j = 0; j < cols; j++) {
-            const float *src = B + (j0 + j) * ldb + p0;
-            for (int64_t p = 0; p < kc; p++) d[p * GEMM_NR + j] = src[p];
+    }
+}
+
+/* The serial algorithm on one strip of C. Bp holds KC x NC floats, Ap MC x KC (alpha != 1). */
+static void sgemm_strip(int64_t m, int64_t n, int64_t K, float alpha, const float *A, int64_t ars,
+                        int64_t acs, const float *B, int64_t brs, int64_t bcs, float *C,
+                        int64_t ldc, float *Bp, float *Ap, float *edge, macro_fn macro)
+{
+    for (int64_t jc = 0; jc < n; jc += GEMM_NC) {
+        int64_t nc = n - jc < GEMM_NC ? n - jc : GEMM_NC;
+        for (int64_t pc = 0; pc < K; pc += GEMM_KC) {
+            int64_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
+            pack_b(B + pc * brs + jc * bcs, brs, bcs, kc, nc, Bp);
+            for (int64_t ic = 0; ic < m; ic += GEMM_MC) {
+                int64_t mc = m - ic < GEMM_MC ? m - ic : GEMM_MC;
+                const float *a = A + ic * ars + pc * acs;
+                if (alpha != 1.0f) {
+                    pack_a(a, ars, acs, mc, kc, alpha, Ap);
+                    macro(mc, nc, kc, Ap, 1, GEMM_MR, 1, Bp, C + ic * ldc + jc, ldc, edge);
+                } else {
+                    macro(mc, nc, kc, a, ars, acs, 0, Bp, C + ic * ldc + jc, ldc, edge);
+                }
+            }
         }
-        for (int64_t j = cols; j < GEMM_NR; j++)
-            for (int64_t p = 0; p < kc; p++) d[p * GEMM_NR + j] = 0.0f;
     }
 }
 
@@ -243,65 +283,58 @@ static ferry_status sgemv(int ta, int tb, int64_t M, int64_t N, int64_t K, float
     return FERRY_OK;
 }
 
+static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
 ferry_status fy_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                       float *C, int64_t ldc)
 {
     if (M <= 0 || N <= 0) return FERRY_OK;
-    int par = !omp_in_parallel() && omp_get_max_threads() > 1 &&
-              (double)M * (double)N * (double)(K > 0 ? K : 1) >= GEMM_PAR_MIN;
+    int nth = omp_in_parallel() ? 1 : omp_get_max_threads();
+    int par = nth > 1 && (double)M * (double)N * (double)(K > 0 ? K : 1) >= GEMM_PAR_MIN;
     scale_c(M, N, beta, C, ldc, par && (double)M * N >= GEMM_PAR_MIN);
     if (K <= 0 || alpha == 0.0f) return FERRY_OK;
     if (M == 1 || N == 1) return sgemv(transA, transB, M, N, K, alpha, A, lda, B, ldb, C, ldc, par);
 
-    int64_t kcmax = K < GEMM_KC ? K : GEMM_KC;
-    int64_t mbmax = M < GEMM_MB ? M : GEMM_MB, nbmax = N < GEMM_NB ? N : GEMM_NB;
-    int64_t mpan = (mbmax + GEMM_MR - 1) / GEMM_MR, npan = (nbmax + GEMM_NR - 1) / GEMM_NR;
-    float *Ap = alloc_aligned((size_t)(mpan * GEMM_MR * kcmax) * sizeof(float));
-    float *Bp = alloc_aligned((size_t)(npan * GEMM_NR * kcmax) * sizeof(float));
-    if (!Ap || !Bp) {
-        free(Ap), free(Bp);
-        return fy_error(FERRY_E_NOMEM, "out of memory packing a %lldx%lldx%lld GEMM",
-                        (long long)M, (long long)N, (long long)K);
-    }
-    tile_fn tile = pick_tile();
-
-#pragma omp parallel if (par)
-    for (int64_t jc = 0; jc < N; jc += GEMM_NB) {
-        int64_t nb = N - jc < GEMM_NB ? N - jc : GEMM_NB;
-        int64_t nbp = (nb + GEMM_NR - 1) / GEMM_NR;
-        for (int64_t pc = 0; pc < K; pc += GEMM_KC) {
-            int64_t kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
-#pragma omp for schedule(static)
-            for (int64_t q = 0; q < nbp; q++) {
-                int64_t cols = nb - q * GEMM_NR < GEMM_NR ? nb - q * GEMM_NR : GEMM_NR;
-                pack_b_panel(transB, B, ldb, jc + q * GEMM_NR, cols, pc, kc,
-                             Bp + q * GEMM_NR * kc);
-            }
-            for (int64_t ic = 0; ic < M; ic += GEMM_MB) {
-                int64_t mb = M - ic < GEMM_MB ? M - ic : GEMM_MB;
-                int64_t mbp = (mb + GEMM_MR - 1) / GEMM_MR;
-#pragma omp for schedule(static)
-                for (int64_t q = 0; q < mbp; q++) {
-                    int64_t rows = mb - q * GEMM_MR < GEMM_MR ? mb - q * GEMM_MR : GEMM_MR;
-                    pack_a_panel(transA, A, lda, ic + q * GEMM_MR, rows, pc, kc, alpha,
-                                 Ap + q * GEMM_MR * kc);
-                }
-                int64_t tm = (mb + GEMM_TM - 1) / GEMM_TM, tn = (nb + GEMM_TN - 1) / GEMM_TN;
-#pragma omp for schedule(static)
-                for (int64_t t = 0; t < tm * tn; t++) {
-                    int64_t ti = t / tn, tj = t % tn;
-                    int64_t i0 = ti * GEMM_TM, j0 = tj * GEMM_TN;
-                    int64_t m = mb - i0 < GEMM_TM ? mb - i0 : GEMM_TM;
-                    int64_t n = nb - j0 < GEMM_TN ? nb - j0 : GEMM_TN;
-                    tile(kc, Ap + i0 * kc, Bp + j0 * kc, C + (ic + i0) * ldc + jc + j0, ldc, m,
-                         n);
-                }
-            }
+    /* strips: along N when it is wide enough to feed every thread, else along M */
+    int64_t ars = transA ? 1 : lda, acs = transA ? lda : 1;
+    int64_t brs = transB ? 1 : ldb, bcs = transB ? ldb : 1;
+    int64_t rows = M, cols = N;
+    if (par) {
+        if (N >= 4 * GEMM_NR * nth || N >= M) {
+            cols = round_up((N + 3 * nth - 1) / (3 * nth), GEMM_NR);
+            if (cols < 4 * GEMM_NR) cols = 4 * GEMM_NR;
+        } else {
+            rows = round_up((M + 2 * nth - 1) / (2 * nth), GEMM_MR);
+            if (rows < 4 * GEMM_MR) rows = 4 * GEMM_MR;
         }
     }
-    free(Ap);
-    free(Bp);
+    int64_t nrs = (M + rows - 1) / rows, ncs = (N + cols - 1) / cols, nstrips = nrs * ncs;
+    int64_t kcmax = K < GEMM_KC ? K : GEMM_KC;
+    int64_t ncmax = round_up(cols < GEMM_NC ? cols : GEMM_NC, GEMM_NR);
+    macro_fn macro = pick_macro();
+    int failed = 0;
+
+#pragma omp parallel if (par && nstrips > 1)
+    {
+        float *Bp = alloc_aligned(sizeof(float) * (size_t)(kcmax * ncmax));
+        float *Ap = alpha != 1.0f ? alloc_aligned(sizeof(float) * GEMM_MC * (size_t)kcmax) : NULL;
+        float *edge = alloc_aligned(sizeof(float) * GEMM_MR * (size_t)kcmax);
+        int ok = Bp && edge && (alpha == 1.0f || Ap);
+        if (!ok) __atomic_store_n(&failed, 1, __ATOMIC_RELAXED);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t s = 0; s < nstrips; s++) {
+            if (!ok) continue;
+            int64_t i0 = s / ncs * rows, j0 = s % ncs * cols;
+            int64_t m = M - i0 < rows ? M - i0 : rows, n = N - j0 < cols ? N - j0 : cols;
+            sgemm_strip(m, n, K, alpha, A + i0 * ars, ars, acs, B + j0 * bcs, brs, bcs,
+                        C + i0 * ldc + j0, ldc, Bp, Ap, edge, macro);
+        }
+        free(Bp), free(Ap), free(edge);
+    }
+    if (failed)
+        return fy_error(FERRY_E_NOMEM, "out of memory packing a %lldx%lldx%lld GEMM",
+                        (long long)M, (long long)N, (long long)K);
     return FERRY_OK;
 }
 

@@ -69,7 +69,8 @@ static void rng_seed(const fy_kernel *k, rng *r)
         x = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec ^
             (atomic_fetch_add(&counter, 1) << 32) ^ (uint64_t)(uintptr_t)k->node;
     }
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&x);
 }
 
 static bool is_rand_float(ferry_dtype t)
@@ -93,8 +94,10 @@ static void fill(const fy_kernel *k, fy_value *y, int normal, double a, double b
     rng_seed(k, &r);
     for (int64_t i = 0; i < y->count; i++) {
         double v = normal ? a + b * rng_normal(&r) : a + (b - a) * rng_uniform(&r);
-        if (y->dtype == FERRY_DTYPE_F32) ((float *)y->data)[i] = (float)v;
-        else fy_tensor_set_f64(y, i, v);
+        if (y->dtype == FERRY_DTYPE_F32)
+            ((float *)y->data)[i] = (float)v;
+        else
+            fy_tensor_set_f64(y, i, v);
     }
 }
 
@@ -114,8 +117,10 @@ static ferry_status random_shaped(fy_kernel *k, int normal)
     FY_CHECK(float_dtype(k, fy_attr_int(k, "dtype", FERRY_DTYPE_F32), &dt));
     fy_value *y;
     FY_CHECK(fy_output(k, 0, dt, (int)rank, shape, &y));
-    if (normal) fill(k, y, 1, fy_attr_float(k, "mean", 0), fy_attr_float(k, "scale", 1));
-    else fill(k, y, 0, fy_attr_float(k, "low", 0), fy_attr_float(k, "high", 1));
+    if (normal)
+        fill(k, y, 1, fy_attr_float(k, "mean", 0), fy_attr_float(k, "scale", 1));
+    else
+        fill(k, y, 0, fy_attr_float(k, "low", 0), fy_attr_float(k, "high", 1));
     return FERRY_OK;
 }
 
@@ -128,8 +133,10 @@ static ferry_status random_like(fy_kernel *k, int normal)
     FY_CHECK(float_dtype(k, fy_attr_int(k, "dtype", x->dtype), &dt));
     fy_value *y;
     FY_CHECK(fy_output(k, 0, dt, x->rank, x->dims, &y));
-    if (normal) fill(k, y, 1, fy_attr_float(k, "mean", 0), fy_attr_float(k, "scale", 1));
-    else fill(k, y, 0, fy_attr_float(k, "low", 0), fy_attr_float(k, "high", 1));
+    if (normal)
+        fill(k, y, 1, fy_attr_float(k, "mean", 0), fy_attr_float(k, "scale", 1));
+    else
+        fill(k, y, 0, fy_attr_float(k, "low", 0), fy_attr_float(k, "high", 1));
     return FERRY_OK;
 }
 
@@ -204,8 +211,10 @@ ferry_status fy_op_Multinomial(fy_kernel *k)
             int64_t lo = 0, hi = C - 1;
             while (lo < hi) {
                 int64_t mid = lo + (hi - lo) / 2;
-                if (u < cdf[mid]) hi = mid;
-                else lo = mid + 1;
+                if (u < cdf[mid])
+                    hi = mid;
+                else
+                    lo = mid + 1;
             }
             fy_tensor_set_i64(y, b * samples + s, lo);
         }

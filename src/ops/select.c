@@ -218,7 +218,7 @@ ferry_status fy_op_Unique(fy_kernel *k)
     int axis = -1;
     if (aa) {
         if (x->rank < 1) return fy_kernel_error(k, FERRY_E_SHAPE, "input must have rank >= 1");
-        FY_CHECK(fy_axis(k, aa->i, x->rank, &axis));
+        FY_CHECK(fy_axis(k, fy_attr_int(k, "axis", 0), x->rank, &axis));
         c.outer = prod(x->dims, 0, axis);
         c.n = x->dims[axis];
         c.inner = prod(x->dims, axis + 1, x->rank);

@@ -9,8 +9,7 @@
 
 /* ---- helpers shared with control.c ---- */
 
-ferry_status fy_ctrl_copy(fy_value *dst, int64_t doff, const fy_value *src, int64_t soff,
-                          int64_t n)
+ferry_status fy_ctrl_copy(fy_value *dst, int64_t doff, const fy_value *src, int64_t soff, int64_t n)
 {
     if (n <= 0) return FERRY_OK;
     if (src->dtype == FERRY_DTYPE_STRING) {
@@ -30,8 +29,10 @@ static void split_at(const fy_value *t, int axis, int64_t *outer, int64_t *inner
 {
     *outer = 1;
     *inner = 1;
-    for (int d = 0; d < axis; d++) *outer *= t->dims[d];
-    for (int d = axis + 1; d < t->rank; d++) *inner *= t->dims[d];
+    for (int d = 0; d < axis; d++)
+        *outer *= t->dims[d];
+    for (int d = axis + 1; d < t->rank; d++)
+        *inner *= t->dims[d];
 }
 
 /* A new tensor with src's elements [start, start + len) along axis. */
@@ -46,8 +47,10 @@ static ferry_status narrow(const fy_kernel *k, const fy_value *src, int axis, in
         return fy_kernel_error(k, FERRY_E_INTERNAL, "slice [%lld, +%lld) of axis %d out of range",
                                (long long)start, (long long)len, axis);
     for (int d = 0; d < src->rank; d++) {
-        if (d != axis) dims[rank++] = src->dims[d];
-        else if (keep_axis) dims[rank++] = len;
+        if (d != axis)
+            dims[rank++] = src->dims[d];
+        else if (keep_axis)
+            dims[rank++] = len;
     }
     int64_t outer, inner, n = src->dims[axis];
     split_at(src, axis, &outer, &inner);
@@ -76,7 +79,8 @@ ferry_status fy_ctrl_stack(const fy_kernel *k, const char *what, int64_t n_items
 {
     *out = NULL;
     const fy_value *ref = NULL;
-    for (int64_t j = 0; j < n_items && !ref; j++) ref = items[j];
+    for (int64_t j = 0; j < n_items && !ref; j++)
+        ref = items[j];
     ferry_dtype dtype = FERRY_DTYPE_F32;
     int irank = 0;
     int64_t idims[FERRY_MAX_RANK];
@@ -87,7 +91,8 @@ ferry_status fy_ctrl_stack(const fy_kernel *k, const char *what, int64_t n_items
     } else if (like && like->kind == FERRY_VALUE_TENSOR) {
         if (like->dtype != FERRY_DTYPE_UNDEFINED) dtype = like->dtype;
         irank = like->rank > 0 ? like->rank : 0;
-        for (int d = 0; d < irank; d++) idims[d] = like->dims[d] > 0 ? like->dims[d] : 0;
+        for (int d = 0; d < irank; d++)
+            idims[d] = like->dims[d] > 0 ? like->dims[d] : 0;
     }
     int64_t lead_count = fy_shape_count(n_lead, lead);
     if (lead_count != n_items)
@@ -113,20 +118,24 @@ ferry_status fy_ctrl_stack(const fy_kernel *k, const char *what, int64_t n_items
         if (!fy_shape_equal(it->rank, it->dims, irank, idims)) {
             char a[256], b[256];
             return fy_kernel_error(k, FERRY_E_SHAPE, "%s: item %lld has shape %s, item 0 has %s",
-                                   what, (long long)j, fy_shape_str(it->rank, it->dims, a, sizeof a),
+                                   what, (long long)j,
+                                   fy_shape_str(it->rank, it->dims, a, sizeof a),
                                    fy_shape_str(irank, idims, b, sizeof b));
         }
     }
     int64_t dims[FERRY_MAX_RANK];
     int rank = 0;
     int64_t outer = 1, inner = 1;
-    for (int d = 0; d < axis; d++) outer *= (dims[rank++] = idims[d]);
-    for (int d = 0; d < n_lead; d++) dims[rank++] = lead[d];
-    for (int d = axis; d < irank; d++) inner *= (dims[rank++] = idims[d]);
+    for (int d = 0; d < axis; d++)
+        outer *= (dims[rank++] = idims[d]);
+    for (int d = 0; d < n_lead; d++)
+        dims[rank++] = lead[d];
+    for (int d = axis; d < irank; d++)
+        inner *= (dims[rank++] = idims[d]);
     fy_value *t;
     ferry_status rc = fy_tensor_zeros(dtype, rank, dims, &t);
-    if (rc != FERRY_OK) return fy_error_wrap(rc, "node \"%s\" (%s): %s", k->node->name,
-                                             k->node->op_type, what);
+    if (rc != FERRY_OK)
+        return fy_error_wrap(rc, "node \"%s\" (%s): %s", k->node->name, k->node->op_type, what);
     for (int64_t j = 0; j < n_items && rc == FERRY_OK; j++) {
         if (!items[j]) continue;
         for (int64_t o = 0; o < outer && rc == FERRY_OK; o++)
@@ -204,8 +213,7 @@ ferry_status fy_op_SequenceEmpty(fy_kernel *k)
 
 ferry_status fy_op_SequenceConstruct(fy_kernel *k)
 {
-    if (k->n_inputs < 1)
-        return fy_kernel_error(k, FERRY_E_INVALID_ARG, "needs at least one input");
+    if (k->n_inputs < 1) return fy_kernel_error(k, FERRY_E_INVALID_ARG, "needs at least one input");
     const fy_value *first;
     FY_CHECK(fy_input_tensor(k, 0, &first));
     fy_value *s;
@@ -453,8 +461,7 @@ ferry_status fy_op_SequenceMap(fy_kernel *k)
         const fy_value *v = fy_input(k, i);
         if (!v) return fy_kernel_error(k, FERRY_E_INVALID_ARG, "input %d is required", i);
         if (v->kind == FERRY_VALUE_SEQUENCE && v->seq_len != n)
-            return fy_kernel_error(k, FERRY_E_SHAPE,
-                                   "input %d has %lld items, input 0 has %lld", i,
+            return fy_kernel_error(k, FERRY_E_SHAPE, "input %d has %lld items, input 0 has %lld", i,
                                    (long long)v->seq_len, (long long)n);
         if (v->kind == FERRY_VALUE_NONE)
             return fy_kernel_error(k, FERRY_E_INVALID_ARG, "input %d is an empty optional", i);
@@ -507,7 +514,8 @@ ferry_status fy_op_SequenceMap(fy_kernel *k)
     }
 out:
     if (seqs)
-        for (int j = 0; j < nout; j++) fy_value_unref(seqs[j]);
+        for (int j = 0; j < nout; j++)
+            fy_value_unref(seqs[j]);
     free(args);
     free(res);
     free(seqs);

@@ -20,12 +20,12 @@
 typedef struct fft_plan {
     int64_t n;
     int inverse;
-    int kind;     /* 0 radix-2, 1 direct, 2 Bluestein */
-    double *tw;   /* n twiddles exp(-+2 pi i k / n) (radix-2 uses the first n/2) */
-    int64_t m;    /* Bluestein: power-of-two convolution length >= 2n - 1 */
-    double *chirp; /* Bluestein: n values exp(-+pi i j^2 / n) */
-    double *bfft; /* Bluestein: FFT of the conjugate chirp, m values */
-    struct fft_plan *sub; /* Bluestein: forward radix-2 plan of length m */
+    int kind;              /* 0 radix-2, 1 direct, 2 Bluestein */
+    double *tw;            /* n twiddles exp(-+2 pi i k / n) (radix-2 uses the first n/2) */
+    int64_t m;             /* Bluestein: power-of-two convolution length >= 2n - 1 */
+    double *chirp;         /* Bluestein: n values exp(-+pi i j^2 / n) */
+    double *bfft;          /* Bluestein: FFT of the conjugate chirp, m values */
+    struct fft_plan *sub;  /* Bluestein: forward radix-2 plan of length m */
     struct fft_plan *subi; /* and its inverse */
 } fft_plan;
 
@@ -49,7 +49,8 @@ static void radix2(const fft_plan *p, double *a)
     int64_t n = p->n;
     for (int64_t i = 1, j = 0; i < n; i++) {
         int64_t bit = n >> 1;
-        for (; j & bit; bit >>= 1) j ^= bit;
+        for (; j & bit; bit >>= 1)
+            j ^= bit;
         j ^= bit;
         if (i < j) {
             double tr = a[2 * i], ti = a[2 * i + 1];
@@ -91,7 +92,8 @@ static ferry_status fft_plan_init(fft_plan *p, int64_t n, int inverse)
         return FERRY_OK;
     }
     p->m = 1;
-    while (p->m < 2 * n - 1) p->m <<= 1;
+    while (p->m < 2 * n - 1)
+        p->m <<= 1;
     p->chirp = malloc(sizeof(double) * 2 * (size_t)n);
     p->bfft = calloc(2 * (size_t)p->m, sizeof(double));
     p->sub = malloc(sizeof *p->sub);
@@ -123,7 +125,10 @@ static ferry_status fft_plan_init(fft_plan *p, int64_t n, int inverse)
 }
 
 /* Scratch doubles fft_exec needs for plan p. */
-static size_t fft_scratch(const fft_plan *p) { return p->kind == 2 ? 2 * (size_t)p->m : 2 * (size_t)p->n; }
+static size_t fft_scratch(const fft_plan *p)
+{
+    return p->kind == 2 ? 2 * (size_t)p->m : 2 * (size_t)p->n;
+}
 
 /* out = transform of in (n complex values each); scratch holds fft_scratch(p) doubles. */
 static void fft_exec(const fft_plan *p, const double *in, double *out, double *scratch)
@@ -187,8 +192,10 @@ static inline double ld(const fy_value *t, int64_t i)
 
 static inline void st(fy_value *t, int64_t i, double v)
 {
-    if (t->dtype == FERRY_DTYPE_F32) ((float *)t->data)[i] = (float)v;
-    else fy_tensor_set_f64(t, i, v);
+    if (t->dtype == FERRY_DTYPE_F32)
+        ((float *)t->data)[i] = (float)v;
+    else
+        fy_tensor_set_f64(t, i, v);
 }
 
 /* A scalar (or one-element) integer input. */
@@ -197,9 +204,10 @@ static ferry_status scalar_int(const fy_kernel *k, int i, int64_t *v)
     const fy_value *t;
     FY_CHECK(fy_input_tensor(k, i, &t));
     if (!fy_dtype_is_int(t->dtype) || t->count != 1)
-        return fy_kernel_error(k, FERRY_E_INVALID_ARG, "input %d must be one integer, got %s "
-                               "with %lld values", i, ferry_dtype_name(t->dtype),
-                               (long long)t->count);
+        return fy_kernel_error(k, FERRY_E_INVALID_ARG,
+                               "input %d must be one integer, got %s "
+                               "with %lld values",
+                               i, ferry_dtype_name(t->dtype), (long long)t->count);
     *v = fy_tensor_get_i64(t, 0);
     return FERRY_OK;
 }
@@ -229,8 +237,10 @@ ferry_status fy_op_DFT(fy_kernel *k)
     int r = x->rank;
     if (r < 3 || (x->dims[r - 1] != 1 && x->dims[r - 1] != 2)) {
         char s[128];
-        return fy_kernel_error(k, FERRY_E_SHAPE, "input %s must be [batch, signal dims..., 1 "
-                               "or 2]", fy_shape_str(x->rank, x->dims, s, sizeof s));
+        return fy_kernel_error(k, FERRY_E_SHAPE,
+                               "input %s must be [batch, signal dims..., 1 "
+                               "or 2]",
+                               fy_shape_str(x->rank, x->dims, s, sizeof s));
     }
     int64_t axis = fy_attr_int(k, "axis", 1);
     if (axis < 0) axis += r;
@@ -254,8 +264,10 @@ ferry_status fy_op_DFT(fy_kernel *k)
     FY_CHECK(fy_output(k, 0, x->dtype, r, dims, &y));
 
     int64_t outer = 1, inner = 1, comp = x->dims[r - 1];
-    for (int i = 0; i < axis; i++) outer *= x->dims[i];
-    for (int i = (int)axis + 1; i < r - 1; i++) inner *= x->dims[i];
+    for (int i = 0; i < axis; i++)
+        outer *= x->dims[i];
+    for (int i = (int)axis + 1; i < r - 1; i++)
+        inner *= x->dims[i];
     int64_t lines = outer * inner;
     if (lines == 0) return FERRY_OK;
     fft_plan plan;
@@ -321,17 +333,19 @@ ferry_status fy_op_STFT(fy_kernel *k)
         if (win->rank != 1 || !is_signal_float(win->dtype))
             return fy_kernel_error(k, FERRY_E_SHAPE, "window must be a 1-D float tensor");
         if (fl >= 0 && fl != win->dims[0])
-            return fy_kernel_error(k, FERRY_E_SHAPE, "frame_length %lld differs from the window "
-                                   "length %lld", (long long)fl, (long long)win->dims[0]);
+            return fy_kernel_error(k, FERRY_E_SHAPE,
+                                   "frame_length %lld differs from the window "
+                                   "length %lld",
+                                   (long long)fl, (long long)win->dims[0]);
         fl = win->dims[0];
     }
-    if (fl < 0)
-        return fy_kernel_error(k, FERRY_E_INVALID_ARG, "needs a window or a frame_length");
+    if (fl < 0) return fy_kernel_error(k, FERRY_E_INVALID_ARG, "needs a window or a frame_length");
     int64_t B = x->dims[0], L = x->dims[1], comp = x->dims[2];
     if (step < 1 || fl < 1 || fl > L || fl > MAX_SIGNAL)
-        return fy_kernel_error(k, FERRY_E_INVALID_ARG, "frame_step %lld / frame_length %lld do "
-                               "not fit a signal of %lld samples", (long long)step,
-                               (long long)fl, (long long)L);
+        return fy_kernel_error(k, FERRY_E_INVALID_ARG,
+                               "frame_step %lld / frame_length %lld do "
+                               "not fit a signal of %lld samples",
+                               (long long)step, (long long)fl, (long long)L);
     int onesided = fy_attr_int(k, "onesided", 1) != 0;
     int64_t frames = (L - fl) / step + 1;
     int64_t bins = onesided ? fl / 2 + 1 : fl;
@@ -346,7 +360,8 @@ ferry_status fy_op_STFT(fy_kernel *k)
         free(w);
         return fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
     }
-    for (int64_t j = 0; j < fl; j++) w[j] = win ? fy_tensor_get_f64(win, j) : 1.0;
+    for (int64_t j = 0; j < fl; j++)
+        w[j] = win ? fy_tensor_get_f64(win, j) : 1.0;
     size_t need = 4 * (size_t)fl + fft_scratch(&plan);
     ferry_status rc = FERRY_OK;
 #pragma omp parallel if (jobs * fl > 65536)
@@ -386,11 +401,18 @@ ferry_status fy_op_STFT(fy_kernel *k)
 static ferry_status check_out_dtype(const fy_kernel *k, int64_t dt, ferry_dtype *out)
 {
     switch (dt) {
-    case FERRY_DTYPE_F32: case FERRY_DTYPE_F64: case FERRY_DTYPE_F16: case FERRY_DTYPE_BF16:
-    case FERRY_DTYPE_U8: case FERRY_DTYPE_U16: case FERRY_DTYPE_U32: case FERRY_DTYPE_U64:
-    case FERRY_DTYPE_I8: case FERRY_DTYPE_I16: case FERRY_DTYPE_I32: case FERRY_DTYPE_I64:
-        *out = (ferry_dtype)dt;
-        return FERRY_OK;
+    case FERRY_DTYPE_F32:
+    case FERRY_DTYPE_F64:
+    case FERRY_DTYPE_F16:
+    case FERRY_DTYPE_BF16:
+    case FERRY_DTYPE_U8:
+    case FERRY_DTYPE_U16:
+    case FERRY_DTYPE_U32:
+    case FERRY_DTYPE_U64:
+    case FERRY_DTYPE_I8:
+    case FERRY_DTYPE_I16:
+    case FERRY_DTYPE_I32:
+    case FERRY_DTYPE_I64: *out = (ferry_dtype)dt; return FERRY_OK;
     default:
         return fy_kernel_error(k, FERRY_E_UNSUPPORTED, "output_datatype %lld is not supported",
                                (long long)dt);
@@ -446,9 +468,10 @@ ferry_status fy_op_MelWeightMatrix(fy_kernel *k)
     FY_CHECK(scalar_float(k, 3, &lo));
     FY_CHECK(scalar_float(k, 4, &hi));
     if (nmel < 1 || nmel > (1 << 20) || dftl < 1 || dftl > MAX_SIGNAL || sr < 1)
-        return fy_kernel_error(k, FERRY_E_INVALID_ARG, "num_mel_bins %lld, dft_length %lld and "
-                               "sample_rate %lld must be positive", (long long)nmel,
-                               (long long)dftl, (long long)sr);
+        return fy_kernel_error(k, FERRY_E_INVALID_ARG,
+                               "num_mel_bins %lld, dft_length %lld and "
+                               "sample_rate %lld must be positive",
+                               (long long)nmel, (long long)dftl, (long long)sr);
     ferry_dtype dt = FERRY_DTYPE_F32;
     FY_CHECK(check_out_dtype(k, fy_attr_int(k, "output_datatype", FERRY_DTYPE_F32), &dt));
     int64_t nbins = dftl / 2 + 1;

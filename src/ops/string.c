@@ -140,12 +140,17 @@ ferry_status fy_op_StringNormalizer(fy_kernel *k)
                                x->rank, x->rank == 2 ? " with a first dim other than 1" : "");
     const char *action = fy_attr_string(k, "case_change_action", "NONE");
     int mode; /* 0 none, 1 lower, 2 upper */
-    if (strcmp(action, "NONE") == 0) mode = 0;
-    else if (strcmp(action, "LOWER") == 0) mode = 1;
-    else if (strcmp(action, "UPPER") == 0) mode = 2;
+    if (strcmp(action, "NONE") == 0)
+        mode = 0;
+    else if (strcmp(action, "LOWER") == 0)
+        mode = 1;
+    else if (strcmp(action, "UPPER") == 0)
+        mode = 2;
     else
-        return fy_kernel_error(k, FERRY_E_INVALID_ARG, "case_change_action \"%s\" is not one of "
-                               "NONE, LOWER, UPPER", action);
+        return fy_kernel_error(k, FERRY_E_INVALID_ARG,
+                               "case_change_action \"%s\" is not one of "
+                               "NONE, LOWER, UPPER",
+                               action);
     int sensitive = fy_attr_int(k, "is_case_sensitive", 0) != 0;
     const fy_attr *sw = fy_attr_get(k, "stopwords");
     int64_t n_stop = sw && sw->type == FY_ATTR_STRINGS ? sw->n : 0;
@@ -173,7 +178,8 @@ ferry_status fy_op_StringNormalizer(fy_kernel *k)
         }
         const char *cmp = sensitive ? x_s[i] : low;
         int hit = 0;
-        for (int64_t j = 0; j < n_stop && !hit; j++) hit = strcmp(cmp, stop[j]) == 0;
+        for (int64_t j = 0; j < n_stop && !hit; j++)
+            hit = strcmp(cmp, stop[j]) == 0;
         free(low);
         keep[i] = !hit;
         kept += !hit;
@@ -198,7 +204,8 @@ ferry_status fy_op_StringNormalizer(fy_kernel *k)
     }
 out:
     if (stop)
-        for (int64_t i = 0; i < n_stop; i++) free(stop[i]);
+        for (int64_t i = 0; i < n_stop; i++)
+            free(stop[i]);
     free(stop);
     free(keep);
     return rc;
@@ -235,8 +242,10 @@ static void sort_group(const int64_t *pool, const gram_group *g, int64_t *v, int
         const int64_t *a = pool + g->start + v[i] * g->n, *b = pool + g->start + v[j] * g->n;
         tmp[o++] = gram_cmp(b, a, g->n) < 0 ? v[j++] : v[i++];
     }
-    while (i < h) tmp[o++] = v[i++];
-    while (j < len) tmp[o++] = v[j++];
+    while (i < h)
+        tmp[o++] = v[i++];
+    while (j < len)
+        tmp[o++] = v[j++];
     memcpy(v, tmp, sizeof(int64_t) * (size_t)len);
 }
 
@@ -248,8 +257,10 @@ static int64_t group_find(const int64_t *pool, const gram_group *g, const int64_
         int64_t mid = lo + (hi - lo) / 2;
         int c = gram_cmp(pool + g->start + g->order[mid] * g->n, key, g->n);
         if (c == 0) return g->ordinal0 + g->order[mid];
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return -1;
 }
@@ -267,8 +278,10 @@ static int64_t string_id(char **sorted, int64_t n, const char *s)
         int64_t mid = lo + (hi - lo) / 2;
         int c = strcmp(sorted[mid], s);
         if (c == 0) return mid;
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return -1;
 }
@@ -287,10 +300,15 @@ ferry_status fy_op_TfIdfVectorizer(fy_kernel *k)
     int64_t max_skip = fy_attr_int(k, "max_skip_count", 0);
     const char *mode_s = fy_attr_string(k, "mode", "");
     int mode; /* 0 TF, 1 IDF, 2 TFIDF */
-    if (strcmp(mode_s, "TF") == 0) mode = 0;
-    else if (strcmp(mode_s, "IDF") == 0) mode = 1;
-    else if (strcmp(mode_s, "TFIDF") == 0) mode = 2;
-    else return fy_kernel_error(k, FERRY_E_INVALID_ARG, "mode \"%s\" is not TF, IDF or TFIDF", mode_s);
+    if (strcmp(mode_s, "TF") == 0)
+        mode = 0;
+    else if (strcmp(mode_s, "IDF") == 0)
+        mode = 1;
+    else if (strcmp(mode_s, "TFIDF") == 0)
+        mode = 2;
+    else
+        return fy_kernel_error(k, FERRY_E_INVALID_ARG, "mode \"%s\" is not TF, IDF or TFIDF",
+                               mode_s);
     if (min_n < 1 || max_n < min_n || max_skip < 0)
         return fy_kernel_error(k, FERRY_E_INVALID_ARG,
                                "need 1 <= min_gram_length <= max_gram_length and "
@@ -341,7 +359,8 @@ ferry_status fy_op_TfIdfVectorizer(fy_kernel *k)
         if (start < 0 || end < start || end > pool_n || (end - start) % (i + 1) != 0) {
             rc = fy_kernel_error(k, FERRY_E_INVALID_ARG,
                                  "ngram_counts[%lld] does not split the pool of %lld into "
-                                 "%lld-grams", (long long)i, (long long)pool_n, (long long)i + 1);
+                                 "%lld-grams",
+                                 (long long)i, (long long)pool_n, (long long)i + 1);
             goto out;
         }
         if (i < n_use) {
@@ -390,7 +409,8 @@ ferry_status fy_op_TfIdfVectorizer(fy_kernel *k)
             rc = fy_error(FERRY_E_NOMEM, "out of memory");
             goto out;
         }
-        for (int64_t j = 0; j < g->count; j++) g->order[j] = j;
+        for (int64_t j = 0; j < g->count; j++)
+            g->order[j] = j;
         sort_group(pool, g, g->order, tmp, g->count);
     }
 
@@ -418,7 +438,8 @@ ferry_status fy_op_TfIdfVectorizer(fy_kernel *k)
             for (int64_t s = 0; s < c; s++) {
                 for (int64_t n = from; n <= n_use; n++) {
                     if ((n - 1) * d > c - 1 - s) break;
-                    for (int64_t j = 0; j < n; j++) key[j] = row[s + j * d];
+                    for (int64_t j = 0; j < n; j++)
+                        key[j] = row[s + j * d];
                     int64_t o = group_find(pool, &groups[n - 1], key);
                     if (o >= 0) freq[indexes[o]] += 1;
                 }
@@ -432,7 +453,8 @@ ferry_status fy_op_TfIdfVectorizer(fy_kernel *k)
         }
     }
 out:
-    for (int64_t i = 0; i < n_use; i++) free(groups[i].order);
+    for (int64_t i = 0; i < n_use; i++)
+        free(groups[i].order);
     free(groups);
     free(pool);
     free(tmp);

@@ -8,9 +8,9 @@
 /* An optimizer node: inputs R, T, then n_tensors groups of n tensors (X..., G..., S1..., ...);
  * outputs the new X... and the new states. */
 typedef struct opt_io {
-    int n;          /* tensors being optimized */
-    double r;       /* learning rate */
-    int64_t t;      /* update count */
+    int n;     /* tensors being optimized */
+    double r;  /* learning rate */
+    int64_t t; /* update count */
 } opt_io;
 
 /* Check the R/T scalars and that every group i has tensors of one shape and float dtype;
@@ -57,14 +57,15 @@ static ferry_status opt_setup(fy_kernel *k, int groups, int out_groups, opt_io *
 static double in_at(const fy_kernel *k, const opt_io *io, int group, int i, int64_t j)
 {
     const fy_value *t = k->inputs[2 + group * io->n + i];
-    return t->dtype == FERRY_DTYPE_F32 ? ((const float *)t->data)[j]
-                                       : ((const double *)t->data)[j];
+    return t->dtype == FERRY_DTYPE_F32 ? ((const float *)t->data)[j] : ((const double *)t->data)[j];
 }
 
 static void out_at(fy_value *t, int64_t j, double v)
 {
-    if (t->dtype == FERRY_DTYPE_F32) ((float *)t->data)[j] = (float)v;
-    else ((double *)t->data)[j] = v;
+    if (t->dtype == FERRY_DTYPE_F32)
+        ((float *)t->data)[j] = (float)v;
+    else
+        ((double *)t->data)[j] = v;
 }
 
 /* Outputs (group * n + i) for every i, shaped like X_i. */
@@ -107,10 +108,13 @@ ferry_status fy_op_Momentum(fy_kernel *k)
     double norm = fy_attr_float(k, "norm_coefficient", 0.0f);
     const char *mode = fy_attr_string(k, "mode", "standard");
     int nesterov;
-    if (strcmp(mode, "standard") == 0) nesterov = 0;
-    else if (strcmp(mode, "nesterov") == 0) nesterov = 1;
-    else return fy_kernel_error(k, FERRY_E_INVALID_ARG, "mode \"%s\" is not standard or nesterov",
-                                mode);
+    if (strcmp(mode, "standard") == 0)
+        nesterov = 0;
+    else if (strcmp(mode, "nesterov") == 0)
+        nesterov = 1;
+    else
+        return fy_kernel_error(k, FERRY_E_INVALID_ARG, "mode \"%s\" is not standard or nesterov",
+                               mode);
     double beta_adj = io.t > 0 ? beta : 1.0; /* the first step takes the whole gradient */
     for (int i = 0; i < io.n; i++) {
         fy_value *o[2];

@@ -23,9 +23,9 @@ static void *xcalloc(size_t n, size_t s)
 
 #define PUSH(arr, count, item)                                                                     \
     do {                                                                                           \
-        arr = realloc(arr, sizeof(*arr) * ((count) + 1));                                          \
-        if (!arr) abort();                                                                         \
-        arr[(count)++] = item;                                                                     \
+        (arr) = realloc((arr), sizeof(*(arr)) * ((count) + 1));                                    \
+        if (!(arr)) abort();                                                                       \
+        (arr)[(count)++] = item;                                                                   \
     } while (0)
 
 mb_model *mb_new(int64_t opset)
@@ -143,10 +143,30 @@ void mb_initializer_f32(mb_model *m, const char *name, int rank, const int64_t *
     t->n_dims = rank;
     t->dims = xcalloc(rank, sizeof(int64_t));
     size_t count = 1;
-    for (int i = 0; i < rank; i++) count *= (size_t)(t->dims[i] = dims[i]);
+    for (int i = 0; i < rank; i++)
+        count *= (size_t)(t->dims[i] = dims[i]);
     t->n_float_data = count;
     t->float_data = xcalloc(count, sizeof(float));
     memcpy(t->float_data, data, count * sizeof(float));
+    PUSH(m->graph.initializer, m->graph.n_initializer, t);
+}
+
+void mb_initializer_i64(mb_model *m, const char *name, int rank, const int64_t *dims,
+                        const int64_t *data)
+{
+    Onnx__TensorProto *t = xcalloc(1, sizeof *t);
+    onnx__tensor_proto__init(t);
+    t->name = strdup(name);
+    t->has_data_type = 1;
+    t->data_type = 7;
+    t->n_dims = rank;
+    t->dims = xcalloc(rank, sizeof(int64_t));
+    size_t count = 1;
+    for (int i = 0; i < rank; i++)
+        count *= (size_t)(t->dims[i] = dims[i]);
+    t->n_int64_data = count;
+    t->int64_data = xcalloc(count, sizeof(int64_t));
+    memcpy(t->int64_data, data, count * sizeof(int64_t));
     PUSH(m->graph.initializer, m->graph.n_initializer, t);
 }
 
@@ -162,10 +182,14 @@ uint8_t *mb_pack(mb_model *m, size_t *len)
 void mb_free(mb_model *m)
 {
     Onnx__GraphProto *g = &m->graph;
-    for (size_t i = 0; i < g->n_input; i++) onnx__value_info_proto__free_unpacked(g->input[i], NULL);
-    for (size_t i = 0; i < g->n_output; i++) onnx__value_info_proto__free_unpacked(g->output[i], NULL);
-    for (size_t i = 0; i < g->n_node; i++) onnx__node_proto__free_unpacked(g->node[i], NULL);
-    for (size_t i = 0; i < g->n_initializer; i++) onnx__tensor_proto__free_unpacked(g->initializer[i], NULL);
+    for (size_t i = 0; i < g->n_input; i++)
+        onnx__value_info_proto__free_unpacked(g->input[i], NULL);
+    for (size_t i = 0; i < g->n_output; i++)
+        onnx__value_info_proto__free_unpacked(g->output[i], NULL);
+    for (size_t i = 0; i < g->n_node; i++)
+        onnx__node_proto__free_unpacked(g->node[i], NULL);
+    for (size_t i = 0; i < g->n_initializer; i++)
+        onnx__tensor_proto__free_unpacked(g->initializer[i], NULL);
     free(g->input), free(g->output), free(g->node), free(g->initializer), free(g->name);
     free(m->opset.domain), free(m->model.producer_name);
     free(m);

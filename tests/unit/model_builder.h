@@ -18,6 +18,8 @@ int mb_node(mb_model *m, const char *op, const char *name, const char *inputs, c
 void mb_attr_int(mb_model *m, int node, const char *name, int64_t v);
 void mb_initializer_f32(mb_model *m, const char *name, int rank, const int64_t *dims,
                         const float *data);
+void mb_initializer_i64(mb_model *m, const char *name, int rank, const int64_t *dims,
+                        const int64_t *data);
 /* Serialized bytes (caller frees). */
 uint8_t *mb_pack(mb_model *m, size_t *len);
 void mb_free(mb_model *m);
