@@ -18,6 +18,9 @@ static void attr_free(fy_attr *a)
     free(a->tensors);
     for (int64_t i = 0; a->graphs && i < a->n; i++) fy_graph_free(a->graphs[i]);
     free(a->graphs);
+    for (int64_t i = 0; a->tp && i < (a->type == FY_ATTR_TYPE_PROTO ? 1 : a->n); i++)
+        for (int d = 0; d < FERRY_MAX_RANK; d++) free(a->tp[i].dim_names[d]);
+    free(a->tp);
 }
 
 void fy_graph_free(fy_graph *g)

@@ -21,6 +21,8 @@ typedef enum fy_attr_type {
     FY_ATTR_STRINGS = 8,
     FY_ATTR_TENSORS = 9,
     FY_ATTR_GRAPHS = 10,
+    FY_ATTR_TYPE_PROTO = 13,
+    FY_ATTR_TYPE_PROTOS = 14,
 } fy_attr_type; /* ONNX AttributeProto.AttributeType numbering */
 
 typedef struct fy_attr {
@@ -38,7 +40,10 @@ typedef struct fy_attr {
     char **strings;
     fy_value **tensors;
     struct fy_graph **graphs;
+    struct fy_type_info *tp; /* TYPE_PROTO (TYPE_PROTOS: tp[0..n-1]) */
 } fy_attr;
+
+struct fy_type_info;
 
 typedef struct fy_node {
     char *name;      /* never NULL; "" becomes "<op>_<index>" */

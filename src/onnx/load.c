@@ -139,6 +139,8 @@ static ferry_status parse_attr(build_ctx *bc, scope *sc, const Onnx__AttributePr
         else if (ap->n_strings) type = FY_ATTR_STRINGS;
         else if (ap->n_tensors) type = FY_ATTR_TENSORS;
         else if (ap->n_graphs) type = FY_ATTR_GRAPHS;
+        else if (ap->tp) type = FY_ATTR_TYPE_PROTO;
+        else if (ap->n_type_protos) type = FY_ATTR_TYPE_PROTOS;
         else type = FY_ATTR_INTS; /* an empty list */
     }
     a->type = (fy_attr_type)type;
@@ -198,6 +200,18 @@ static ferry_status parse_attr(build_ctx *bc, scope *sc, const Onnx__AttributePr
         for (size_t i = 0; i < ap->n_graphs; i++)
             FY_CHECK(build_graph(bc, ap->graphs[i], sc, &a->graphs[i]));
         break;
+    case FY_ATTR_TYPE_PROTO:
+    case FY_ATTR_TYPE_PROTOS: {
+        size_t n = a->type == FY_ATTR_TYPE_PROTO ? 1 : ap->n_type_protos;
+        a->n = a->type == FY_ATTR_TYPE_PROTO ? 0 : (int64_t)n;
+        a->tp = calloc(n + 1, sizeof(fy_type_info));
+        if (!a->tp) return fy_error(FERRY_E_NOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++) {
+            a->tp[i].rank = -1;
+            FY_CHECK(parse_type(a->type == FY_ATTR_TYPE_PROTO ? ap->tp : ap->type_protos[i], &a->tp[i], 0));
+        }
+        break;
+    }
     default:
         return fy_error(FERRY_E_UNSUPPORTED, "attribute \"%s\" has unsupported type %d", a->name,
                         type);

@@ -215,6 +215,32 @@ static ferry_status taps_build(const fy_kernel *k, const resize_cfg *c, int d, a
 DEFINE_PASS(float, pass_f32)
 DEFINE_PASS(double, pass_f64)
 
+/* Store a double into an integer (or bool) element: truncate like the ONNX reference's
+ * astype, saturating instead of wrapping. */
+static void store_int(fy_value *t, int64_t i, double v)
+{
+    double lo = -9.2e18, hi = 9.2e18;
+    switch (t->dtype) {
+    case FERRY_DTYPE_I8: lo = INT8_MIN, hi = INT8_MAX; break;
+    case FERRY_DTYPE_U8: lo = 0, hi = UINT8_MAX; break;
+    case FERRY_DTYPE_I16: lo = INT16_MIN, hi = INT16_MAX; break;
+    case FERRY_DTYPE_U16: lo = 0, hi = UINT16_MAX; break;
+    case FERRY_DTYPE_I32: lo = INT32_MIN, hi = INT32_MAX; break;
+    case FERRY_DTYPE_U32: lo = 0, hi = UINT32_MAX; break;
+    case FERRY_DTYPE_U64: lo = 0; break;
+    default: break;
+    }
+    if (t->dtype == FERRY_DTYPE_BOOL) {
+        fy_tensor_set_f64(t, i, v);
+        return;
+    }
+    v = v != v ? 0 : v < lo ? lo : v > hi ? hi : trunc(v);
+    if (t->dtype == FERRY_DTYPE_U64)
+        ((uint64_t *)t->data)[i] = (uint64_t)v;
+    else
+        fy_tensor_set_i64(t, i, (int64_t)v);
+}
+
 /* Nearest: a gather of whole elements, for every dtype. */
 static ferry_status resize_nearest(fy_kernel *k, const resize_cfg *c, const axis_taps *ax,
                                    const fy_value *X, fy_value *Y)
@@ -231,7 +257,10 @@ static ferry_status resize_nearest(fy_kernel *k, const resize_cfg *c, const axis
     if (X->dtype != FERRY_DTYPE_STRING) {
         fy_value tmp = *Y; /* a one-element view over `fill` to convert the value */
         tmp.data = fill;
-        fy_tensor_set_f64(&tmp, 0, c->extrapolation);
+        if (fy_dtype_is_float(X->dtype))
+            fy_tensor_set_f64(&tmp, 0, c->extrapolation);
+        else
+            store_int(&tmp, 0, c->extrapolation);
     }
     const int is_str = X->dtype == FERRY_DTYPE_STRING;
     ferry_status rc = FERRY_OK;
@@ -286,32 +315,6 @@ static ferry_status resize_nearest(fy_kernel *k, const resize_cfg *c, const axis
     }
     if (rc != FERRY_OK) return fy_kernel_error(k, rc, "could not store a string");
     return FERRY_OK;
-}
-
-/* Store a double into an integer (or bool) element: truncate like the ONNX reference's
- * astype, saturating instead of wrapping. */
-static void store_int(fy_value *t, int64_t i, double v)
-{
-    double lo = -9.2e18, hi = 9.2e18;
-    switch (t->dtype) {
-    case FERRY_DTYPE_I8: lo = INT8_MIN, hi = INT8_MAX; break;
-    case FERRY_DTYPE_U8: lo = 0, hi = UINT8_MAX; break;
-    case FERRY_DTYPE_I16: lo = INT16_MIN, hi = INT16_MAX; break;
-    case FERRY_DTYPE_U16: lo = 0, hi = UINT16_MAX; break;
-    case FERRY_DTYPE_I32: lo = INT32_MIN, hi = INT32_MAX; break;
-    case FERRY_DTYPE_U32: lo = 0, hi = UINT32_MAX; break;
-    case FERRY_DTYPE_U64: lo = 0; break;
-    default: break;
-    }
-    if (t->dtype == FERRY_DTYPE_BOOL) {
-        fy_tensor_set_f64(t, i, v);
-        return;
-    }
-    v = v != v ? 0 : v < lo ? lo : v > hi ? hi : trunc(v);
-    if (t->dtype == FERRY_DTYPE_U64)
-        ((uint64_t *)t->data)[i] = (uint64_t)v;
-    else
-        fy_tensor_set_i64(t, i, (int64_t)v);
 }
 
 /* Linear and cubic: separable passes in float (f32, f16, bf16) or double (the rest). */

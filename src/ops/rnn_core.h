@@ -12,8 +12,8 @@ static int SFX(gemm_nt)(int64_t M, int64_t N, int64_t K, const RT *A, int64_t ld
 {
     if (M == 0 || N == 0) return 0;
     if (M >= 8) return RT_GEMM(0, 1, M, N, K, 1, A, lda, B, K > 0 ? K : 1, 0, C, ldc) != FERRY_OK;
-    /* A few rows (the per-step projection at small batch): dot products straight over B's
-     * rows read B once, where a packing GEMM would copy it every step. */
+        /* A few rows (the per-step projection at small batch): dot products straight over B's
+         * rows read B once, where a packing GEMM would copy it every step. */
 #pragma omp parallel for schedule(static) if (N * K * M > (1 << 16))
     for (int64_t j = 0; j < N; j++) {
         const RT *b = B + j * K;
@@ -21,7 +21,8 @@ static int SFX(gemm_nt)(int64_t M, int64_t N, int64_t K, const RT *A, int64_t ld
             const RT *a = A + i * lda;
             RT s = 0;
 #pragma omp simd reduction(+ : s)
-            for (int64_t p = 0; p < K; p++) s += a[p] * b[p];
+            for (int64_t p = 0; p < K; p++)
+                s += a[p] * b[p];
             C[i * ldc + j] = s;
         }
     }

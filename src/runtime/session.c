@@ -61,7 +61,9 @@ static ferry_status check_input(const fy_value_info *vi, const fy_value *v)
         return fy_error(FERRY_E_INVALID_ARG, "input \"%s\": expected a %s, got a %s", vi->name,
                         t->kind == FERRY_VALUE_SEQUENCE ? "sequence" : "tensor",
                         v->kind == FERRY_VALUE_SEQUENCE ? "sequence" : "tensor");
-    if (t->dtype && v->dtype != t->dtype)
+    /* an empty sequence read from a file carries no element type: nothing to check */
+    int untyped = v->kind == FERRY_VALUE_SEQUENCE && !v->dtype && !v->seq_len;
+    if (t->dtype && v->dtype != t->dtype && !untyped)
         return fy_error(FERRY_E_DTYPE, "input \"%s\": expected %s, got %s", vi->name,
                         ferry_dtype_name(t->dtype), ferry_dtype_name(v->dtype));
     if (v->kind != FERRY_VALUE_TENSOR || t->rank < 0) return FERRY_OK;

@@ -323,7 +323,9 @@ def main():
         print(f"export.py: unknown model(s) {', '.join(unknown)}; known: {', '.join(MODELS)}",
               file=sys.stderr)
         return 2
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    # One thread: PyTorch's references take seconds, and ctest runs other tests beside this one;
+    # oversubscribed cores make PyTorch's thread pool many times slower, not faster.
+    torch.set_num_threads(1)
     os.makedirs(out_dir, exist_ok=True)
     version = script_version()
     failed = []
