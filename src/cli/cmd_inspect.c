@@ -228,12 +228,18 @@ int cmd_inspect(int argc, char **argv)
         }
         printf("parameters: %lld (%.2f MiB)\n", (long long)info.n_parameters,
                (double)info.parameter_bytes / (1024.0 * 1024.0));
-        if (flops >= 0) printf("FLOPs:      %.4g per inference at batch 1 (%.3f GFLOP)\n", flops, flops / 1e9);
+        if (flops >= 1e9) printf("FLOPs:      %.3f GFLOP per inference at batch 1\n", flops / 1e9);
+        else if (flops >= 1e6) printf("FLOPs:      %.3f MFLOP per inference at batch 1\n", flops / 1e6);
+        else if (flops >= 0) printf("FLOPs:      %.0f per inference at batch 1\n", flops);
         else printf("FLOPs:      unknown (%s)\n", why);
         printf("nodes:      %lld\nops:       ", (long long)info.n_nodes);
         for (int i = 0; i < ops.n; i++) printf(" %s %lld%s", ops.names[i], (long long)ops.counts[i], i + 1 < ops.n ? "," : "");
         printf("\n");
-        if (missing) printf("supported:  no, ferry has no kernel for:\n  %s\n", missing);
+        if (missing) {
+            printf("supported:  no, ferry has no kernel for:\n  ");
+            for (const char *p = missing; *p; p++) *p == '\n' ? fputs("\n  ", stdout) : putchar(*p);
+            printf("\n");
+        }
         else printf("supported:  yes (every op has a kernel)\n");
     }
     for (int i = 0; i < ops.n; i++) free(ops.names[i]);

@@ -27,14 +27,22 @@
 #define tanh_OP(x, p) FY_EW_TANH(x)
 #define thresholdedrelu_OP(x, p) FY_EW_SEL((x) > (p).alpha, (x), 0)
 #define mish_OP(x, p) _Generic((x), float: mishf, default: mishd)(x)
-#define gelu_OP(x, p) (K(x, 0.5) * (x) * (1 + FY_EW_ERF((x) * K(x, 0.70710678118654752))))
+/* Gelu = x Phi(x) = 0.5 x erfc(-x / sqrt 2), and its tanh form 0.5 x (1 + tanh u) =
+ * x / (1 + e^-2u): written so that nothing cancels for negative x. */
+#define gelu_OP(x, p) _Generic((x), float: geluf, default: gelud)(x)
 #define gelut_OP(x, p)                                                                             \
-    (K(x, 0.5) * (x) *                                                                             \
-     (1 + FY_EW_TANH(K(x, 0.79788456080286536) * ((x) + K(x, 0.044715) * (x) * (x) * (x)))))
+    ((x) / (1 + FY_EW_EXP(K(x, -1.5957691216057308) * ((x) + K(x, 0.044715) * (x) * (x) * (x)))))
 
 #define clamp01(v) _Generic((v), float: clamp01f, default: clamp01d)(v)
 static inline float clamp01f(float v) { return fy_ew_self(v < 0, 0, fy_ew_self(v > 1, 1, v)); }
 static inline double clamp01d(double v) { return fy_ew_seld(v < 0, 0, fy_ew_seld(v > 1, 1, v)); }
+static inline float geluf(float x)
+{
+    float e = fy_ew_erfc_pos(fabsf(x) * 0.70710678118654752f);
+    return 0.5f * x * fy_ew_self(x < 0, e, 2.0f - e);
+}
+static inline double gelud(double x) { return 0.5 * x * erfc(-x * 0.70710678118654752); }
+
 /* Mish = x tanh(softplus(x)) = x q / (q + 2) with q = e^x (e^x + 2), which needs one
  * exponential; above 20 the factor is 1 to float precision (and q would overflow). */
 static inline float mishf(float x)

@@ -230,8 +230,26 @@ static inline float fy_ew_tanhf(float x)
     return fy_ew_self(ax < 0.625f, small, big);
 }
 
-/* erf: its Taylor series below 1 (exact to float precision there), Abramowitz & Stegun
- * 7.1.26 (absolute error 1.5e-7, so relative below 2e-7) above. */
+/* erfc(z) for z >= 0 with relative error about 1e-7 wherever erfc(z) > 1e-30 (Numerical
+ * Recipes' erfcc, a Chebyshev fit of log(erfc(z) / t)). Relative, not absolute, accuracy is what
+ * Gelu needs for negative inputs, where 1 + erf(x) cancels. */
+static inline float fy_ew_erfc_pos(float z)
+{
+    float t = 1.0f / (1.0f + 0.5f * z);
+    float p = 0.17087277f;
+    p = p * t - 0.82215223f;
+    p = p * t + 1.48851587f;
+    p = p * t - 1.13520398f;
+    p = p * t + 0.27886807f;
+    p = p * t - 0.18628806f;
+    p = p * t + 0.09678418f;
+    p = p * t + 0.37409196f;
+    p = p * t + 1.00002368f;
+    p = p * t - 1.26551223f;
+    return t * fy_ew_expf(p - z * z);
+}
+
+/* erf: its Taylor series below 1 (exact to float precision there), 1 - erfc above. */
 static inline float fy_ew_erff(float x)
 {
     float ax = fabsf(x), z = x * x;
@@ -247,13 +265,7 @@ static inline float fy_ew_erff(float x)
     s = s * z - 1.0f / 3.0f;
     s = s * z + 1.0f;
     float small = 1.12837916709551257f * x * s;
-    float t = 1.0f / (1.0f + 0.3275911f * ax);
-    float q = 1.061405429f;
-    q = q * t - 1.453152027f;
-    q = q * t + 1.421413741f;
-    q = q * t - 0.284496736f;
-    q = q * t + 0.254829592f;
-    float big = copysignf(1.0f - q * t * fy_ew_expf(-z), x);
+    float big = copysignf(1.0f - fy_ew_erfc_pos(ax), x);
     return fy_ew_self(ax < 1.0f, small, big);
 }
 

@@ -1,9 +1,9 @@
 /* rnn_core.h — the recurrent loop of RNN, GRU and LSTM for one working type. rnn.c includes it
  * twice (RT = float, RT = double): C has no templates and both loops must stay fast. */
 
-/* Before including, define RT (the working type), SFX(name) (a per-type name), RT_EXP and
- * RT_TANH, RT_LOG1P (math functions of RT) and RT_GEMM (fy_sgemm or fy_dgemm). rnn_cfg and rnn_act
- * come from rnn.c. */
+/* Before including, define RT (the working type), SFX(name) (a per-type name), RT_EXP,
+ * RT_TANH, RT_LOG1P (math functions of RT) and RT_GEMM (fy_sgemm or fy_dgemm). rnn_cfg and
+ * rnn_act come from rnn.c. */
 
 /* C[i*ldc + j] = sum_p A[i*lda + p] * B[j*K + p]: X·Wᵀ and H·Rᵀ, since ONNX stores W and R
  * as [gates*hidden, K] rows. Nonzero on allocation failure. */
@@ -11,9 +11,9 @@ static int SFX(gemm_nt)(int64_t M, int64_t N, int64_t K, const RT *A, int64_t ld
                         RT *C, int64_t ldc)
 {
     if (M == 0 || N == 0) return 0;
+    /* A few rows (the per-step projection at small batch) take dot products straight over B's
+     * rows, reading B once, where the packing GEMM would copy it every step. */
     if (M >= 8) return RT_GEMM(0, 1, M, N, K, 1, A, lda, B, K > 0 ? K : 1, 0, C, ldc) != FERRY_OK;
-        /* A few rows (the per-step projection at small batch): dot products straight over B's
-         * rows read B once, where a packing GEMM would copy it every step. */
 #pragma omp parallel for schedule(static) if (N * K * M > (1 << 16))
     for (int64_t j = 0; j < N; j++) {
         const RT *b = B + j * K;

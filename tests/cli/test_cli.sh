@@ -50,6 +50,27 @@ expect 2 "input \"input\" is required"   -- "$ferry" run "$model"
 expect 2 "not a .npy file"               -- "$ferry" run "$model" --input "$work/garbage.onnx"
 expect 2 "--threads needs"               -- "$ferry" run "$model" --threads many
 
+# external data: the same model with its weights in a file beside it (mapped, bounds-checked)
+mkdir -p "$work/ext"
+/usr/bin/python3 - "$model" "$work/ext" <<'PY'
+import sys, onnx
+from onnx.external_data_helper import convert_model_to_external_data
+m = onnx.load(sys.argv[1])
+convert_model_to_external_data(m, all_tensors_to_one_file=True, location="weights.bin", size_threshold=0)
+onnx.save_model(m, sys.argv[2] + "/model.onnx")
+for t in m.graph.initializer:  # a copy whose weights claim to live outside the model's folder
+    for e in t.external_data:
+        if e.key == "location": e.value = "../weights.bin"
+onnx.save_model(m, sys.argv[2] + "/escape.onnx")
+PY
+expect 0 "argmax: 9"                     -- "$ferry" run "$work/ext/model.onnx" --input "$image"
+expect 2 "must be a relative path beside the model" -- "$ferry" run "$work/ext/escape.onnx" --input "$image"
+cp "$work/ext/weights.bin" "$work/ext/full.bin"
+head -c 1000 "$work/ext/full.bin" > "$work/ext/weights.bin"
+expect 2 "external data .* does not hold"  -- "$ferry" run "$work/ext/model.onnx" --input "$image"
+rm "$work/ext/weights.bin"
+expect 2 "cannot open external data file" -- "$ferry" run "$work/ext/model.onnx" --input "$image"
+
 # conformance
 expect 2 "not a test folder"             -- "$ferry" conformance "$work/nothing-here"
 expect 0 "1 passed, 0 failed"            -- "$ferry" conformance /usr/share/libonnx-testdata/data/node/test_identity
