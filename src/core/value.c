@@ -10,6 +10,13 @@
 
 #define FY_ALIGN 64
 
+/* The largest single tensor ferry allocates. Shapes come from untrusted models and requests, so
+ * a bound turns "Expand to 1e12 elements" into an error instead of an abort; FERRY_MAX_TENSOR_MB
+ * (CMake) sets it. */
+#ifndef FY_MAX_TENSOR_MB
+#define FY_MAX_TENSOR_MB (64 * 1024)
+#endif
+
 static void buffer_release_heap(fy_buffer *b)
 {
     if (b->dtype == FERRY_DTYPE_STRING) {
@@ -72,8 +79,9 @@ ferry_status fy_tensor_new_pooled(fy_pool *pool, ferry_dtype dtype, int rank,
     if (esize == 0) return fy_error(FERRY_E_DTYPE, "cannot create a tensor of dtype %d", (int)dtype);
     int64_t count;
     FY_CHECK(check_shape(rank, dims, &count));
-    if ((uint64_t)count > (SIZE_MAX / 2) / esize)
-        return fy_error(FERRY_E_NOMEM, "tensor of %lld elements is too large", (long long)count);
+    if ((uint64_t)count > ((uint64_t)FY_MAX_TENSOR_MB << 20) / esize)
+        return fy_error(FERRY_E_NOMEM, "tensor of %lld %s elements exceeds the %d MiB limit",
+                        (long long)count, ferry_dtype_name(dtype), FY_MAX_TENSOR_MB);
     size_t nbytes = (size_t)count * esize;
     size_t alloc = (nbytes + FY_ALIGN - 1) / FY_ALIGN * FY_ALIGN;
     if (alloc == 0) alloc = FY_ALIGN;

@@ -204,7 +204,7 @@ typedef struct clip_ctx {
 } clip_ctx;
 
 #define CLIP_DEF(A, D, T, C, LD, ST)                                                               \
-    static void A##_##D(void *o_, const void *const *in, const int *step, int64_t n,               \
+    FY_EW_TARGET static void A##_##D(void *o_, const void *const *in, const int *step, int64_t n,               \
                         const void *ctx)                                                           \
     {                                                                                              \
         T *o = o_, lo_s, hi_s;                                                                     \

@@ -169,38 +169,69 @@ DEFINE_IM2COL(float)
 DEFINE_IM2COL(double)
 
 /* Direct convolution for one input plane into one output plane (depthwise convs):
- * y += sum over taps of wk[tap] * shifted x. */
+ * y += sum over taps of wk[tap] * shifted x. Per output row the taps that land on real input
+ * rows are listed once; outputs whose whole window is inside the row run a branch-free loop
+ * over the taps, the few edge outputs check each tap. */
+#define DIRECT_MAX_TAPS 512
 #define DEFINE_DIRECT(T)                                                                           \
     static void direct_##T(const T *x, const T *wk, T *y, const fy_window *w)                      \
     {                                                                                              \
         int64_t KD = w->kernel[0], KH = w->kernel[1], KW = w->kernel[2];                           \
         int64_t OD = w->out[0], OH = w->out[1], OW = w->out[2], H = w->in[1], W = w->in[2];        \
-        int64_t s = w->stride[2];                                                                  \
-        int64_t lo[64], hi[64];                                                                    \
-        int pre = KW <= 64;                                                                        \
-        for (int64_t kw = 0; pre && kw < KW; kw++)                                                 \
-            valid_range(OW, W, s, w->pad0[2], kw, w->dil[2], &lo[kw], &hi[kw]);                    \
+        int64_t s = w->stride[2], dw = w->dil[2], pw = w->pad0[2];                                 \
+        int64_t L = (pw + s - 1) / s, num = W - 1 + pw - (KW - 1) * dw;                            \
+        int64_t R = num < 0 ? 0 : num / s + 1;                                                     \
+        if (L > OW) L = OW;                                                                        \
+        if (R > OW) R = OW;                                                                        \
+        if (R < L) R = L;                                                                          \
+        int64_t off[DIRECT_MAX_TAPS], kwo[DIRECT_MAX_TAPS], k0 = -pw, k1 = dw - pw, k2 = 2 * dw - pw; \
+        T wt[DIRECT_MAX_TAPS];                                                                     \
         for (int64_t od = 0; od < OD; od++)                                                        \
             for (int64_t oh = 0; oh < OH; oh++) {                                                  \
                 T *yr = y + (od * OH + oh) * OW;                                                   \
+                int nt = 0;                                                                        \
                 for (int64_t kd = 0; kd < KD; kd++) {                                              \
                     int64_t id = od * w->stride[0] - w->pad0[0] + kd * w->dil[0];                  \
                     if (id < 0 || id >= w->in[0]) continue;                                        \
                     for (int64_t kh = 0; kh < KH; kh++) {                                          \
                         int64_t ih = oh * w->stride[1] - w->pad0[1] + kh * w->dil[1];              \
                         if (ih < 0 || ih >= H) continue;                                           \
-                        const T *xr = x + (id * H + ih) * W;                                       \
                         for (int64_t kw = 0; kw < KW; kw++) {                                      \
-                            T wv = wk[(kd * KH + kh) * KW + kw];                                   \
-                            int64_t l, h;                                                          \
-                            if (pre) l = lo[kw], h = hi[kw];                                       \
-                            else valid_range(OW, W, s, w->pad0[2], kw, w->dil[2], &l, &h);         \
-                            const T *src = xr + kw * w->dil[2] - w->pad0[2];                       \
+                            off[nt] = (id * H + ih) * W, kwo[nt] = kw * dw - pw;                   \
+                            wt[nt++] = wk[(kd * KH + kh) * KW + kw];                               \
+                        }                                                                          \
+                    }                                                                              \
+                }                                                                                  \
+                for (int64_t o = 0; o < OW; o++) {                                                 \
+                    if (o == L) o = R;                                                             \
+                    if (o >= OW) break;                                                            \
+                    T acc = yr[o];                                                                 \
+                    for (int t = 0; t < nt; t++) {                                                 \
+                        int64_t iw = o * s + kwo[t];                                               \
+                        if (iw >= 0 && iw < W) acc += wt[t] * x[off[t] + iw];                      \
+                    }                                                                              \
+                    yr[o] = acc;                                                                   \
+                }                                                                                  \
+                /* interior: one pass per input row, its KW taps fused (3 is the usual KW) */      \
+                for (int t = 0; t < nt; t += (int)KW) {                                            \
+                    const T *xr = x + off[t];                                                      \
+                    if (KW == 3 && s == 1) {                                                       \
+                        T w0 = wt[t], w1 = wt[t + 1], w2 = wt[t + 2];                              \
+                        _Pragma("omp simd") for (int64_t o = L; o < R; o++) yr[o] +=               \
+                            w0 * xr[o + k0] + w1 * xr[o + k1] + w2 * xr[o + k2];                   \
+                    } else if (KW == 3) {                                                          \
+                        T w0 = wt[t], w1 = wt[t + 1], w2 = wt[t + 2];                              \
+                        for (int64_t o = L; o < R; o++)                                            \
+                            yr[o] += w0 * xr[o * s + k0] + w1 * xr[o * s + k1] + w2 * xr[o * s + k2]; \
+                    } else {                                                                       \
+                        for (int64_t kw = 0; kw < KW; kw++) {                                      \
+                            T wv = wt[t + kw];                                                     \
+                            int64_t kk = kw * dw - pw;                                             \
                             if (s == 1) {                                                          \
-                                _Pragma("omp simd") for (int64_t o = l; o < h; o++) yr[o] +=       \
-                                    wv * src[o];                                                   \
+                                _Pragma("omp simd") for (int64_t o = L; o < R; o++) yr[o] +=       \
+                                    wv * xr[o + kk];                                               \
                             } else {                                                               \
-                                for (int64_t o = l; o < h; o++) yr[o] += wv * src[o * s];          \
+                                for (int64_t o = L; o < R; o++) yr[o] += wv * xr[o * s + kk];      \
                             }                                                                      \
                         }                                                                          \
                     }                                                                              \
@@ -235,7 +266,7 @@ static ferry_status gemm_double(int ta, int tb, int64_t M, int64_t N, int64_t K,
         int64_t Ksp = w->kernel[0] * w->kernel[1] * w->kernel[2];                                  \
         int64_t Isp = w->in[0] * w->in[1] * w->in[2], Osp = w->out[0] * w->out[1] * w->out[2];    \
         int64_t rows = Cg * Ksp, OW = w->out[2], nrow_out = w->out[0] * w->out[1];                 \
-        if (Cg == 1) {                                                                             \
+        if (Cg == 1 && Ksp <= DIRECT_MAX_TAPS) {                                                   \
             _Pragma("omp parallel for schedule(static) if (N * M * Osp * Ksp > 32768)")            \
             for (int64_t nm = 0; nm < N * M; nm++) {                                               \
                 int64_t n = nm / M, m = nm % M;                                                    \

@@ -139,6 +139,13 @@ ferry_status fy_op_RoiAlign(fy_kernel *k)
 
     const int64_t N = X->dims[0], C = X->dims[1], H = X->dims[2], W = X->dims[3];
     int64_t y_dims[4] = {n_rois, C, out_h, out_w};
+    int64_t n_out = fy_shape_count(4, y_dims);
+    if (n_out < 0 ||
+        (double)n_out * (double)ferry_dtype_size(X->dtype) > (double)((int64_t)1 << 40)) {
+        char buf[256];
+        return fy_kernel_error(k, FERRY_E_SHAPE, "output shape %s is too large",
+                               fy_shape_str(4, y_dims, buf, sizeof buf));
+    }
     fy_value *Y;
     FY_CHECK(fy_output(k, 0, X->dtype, 4, y_dims, &Y));
     if (Y->count == 0) return FERRY_OK;

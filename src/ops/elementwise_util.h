@@ -91,6 +91,15 @@ static inline fy_ew_fn fy_ew_lookup(const fy_ew_fn *table, ferry_dtype t)
 /* The table entry for one stamped kernel: [FERRY_DTYPE_F32] = name_F32, */
 #define FY_EW_ENTRY(A, D, T, C, LD, ST) [FERRY_DTYPE_##D] = A##_##D,
 
+/* Hot kernels are compiled twice, for baseline x86-64 and for x86-64-v3 (AVX2, FMA), and the
+ * loader picks one by CPU (an ifunc), so the binary stays portable while the float kernels get
+ * 8-wide vectors: 3-4x faster for exp/tanh/erf-based ones. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define FY_EW_TARGET __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define FY_EW_TARGET
+#endif
+
 /* Ask for vectorization of a loop (honoured under -fopenmp even at -O2, where GCC's default
  * cost model leaves loops with unknown trip counts scalar). */
 #define FY_EW_SIMD _Pragma("omp simd")
@@ -104,7 +113,7 @@ typedef struct fy_ew_params {
 /* A unary kernel named A_D: out = ST(A_OP(x, prm)) over storage T computed in C, where prm is
  * a local copy of the fy_ew_params passed as ctx (zeros when ctx is NULL). */
 #define FY_EW_UN_BODY(A, D, T, TO, C, LD, ST, SIMD)                                                \
-    static void A##_##D(void *o_, const void *const *in, const int *step, int64_t n,               \
+    FY_EW_TARGET static void A##_##D(void *o_, const void *const *in, const int *step, int64_t n,               \
                         const void *ctx)                                                           \
     {                                                                                              \
         TO *o = o_;                                                                                \
@@ -126,7 +135,7 @@ typedef struct fy_ew_params {
 /* A binary kernel named A_D: out = ST(A_OP(x, y)) from two inputs of storage type T. The four
  * branches give the compiler plain loops for vector-vector, scalar-vector and vector-scalar. */
 #define FY_EW_BIN_BODY(A, D, T, TO, C, LD, ST, SIMD)                                               \
-    static void A##_##D(void *o_, const void *const *in, const int *step, int64_t n,               \
+    FY_EW_TARGET static void A##_##D(void *o_, const void *const *in, const int *step, int64_t n,               \
                         const void *ctx)                                                           \
     {                                                                                              \
         TO *o = o_;                                                                                \

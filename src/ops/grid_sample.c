@@ -198,6 +198,13 @@ ferry_status fy_op_GridSample(fy_kernel *k)
     g.out_points = 1;
     for (int d = 0; d < g.r; d++)
         y_dims[d + 2] = G->dims[d + 1], g.out_points *= G->dims[d + 1];
+    int64_t n_out = fy_shape_count(X->rank, y_dims);
+    if (n_out < 0 ||
+        (double)n_out * (double)ferry_dtype_size(X->dtype) > (double)((int64_t)1 << 40)) {
+        char buf[256];
+        return fy_kernel_error(k, FERRY_E_SHAPE, "output shape %s is too large",
+                               fy_shape_str(X->rank, y_dims, buf, sizeof buf));
+    }
     fy_value *Y;
     FY_CHECK(fy_output(k, 0, X->dtype, X->rank, y_dims, &Y));
     if (Y->count == 0) return FERRY_OK;

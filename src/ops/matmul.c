@@ -21,8 +21,8 @@
 #define GEMM_MR 6
 #define GEMM_NR 16
 #define GEMM_KC 256            /* depth of a packed block: a B micro-panel is 16 KiB (L1) */
-#define GEMM_MC 96             /* rows of A swept over one B micro-panel (L2) */
-#define GEMM_NC 2048           /* columns of a packed B block (2 MiB) */
+#define GEMM_MC 48             /* rows of A swept over one B micro-panel */
+#define GEMM_NC 1024           /* columns of a packed B block (1 MiB, about an L2) */
 #define GEMM_PAR_MIN (1 << 17) /* M*N*K below which threads cost more than they give */
 
 typedef float v8sf __attribute__((vector_size(32)));

@@ -12,6 +12,7 @@
  * taps that land inside the input, and how many taps land inside input + padding. */
 typedef struct pool_ranges {
     int64_t *start[FY_WIN_DIMS], *klo[FY_WIN_DIMS], *khi[FY_WIN_DIMS], *npad[FY_WIN_DIMS];
+    int64_t *wlo, *whi; /* per tap of the last dim: outputs [wlo, whi) whose input is inside */
     int64_t *mem;
 } pool_ranges;
 
@@ -19,7 +20,7 @@ static ferry_status ranges_init(const fy_kernel *k, const fy_window *w, pool_ran
 {
     int64_t total = 0;
     for (int d = 0; d < FY_WIN_DIMS; d++) total += w->out[d];
-    r->mem = malloc(sizeof(int64_t) * 4 * (size_t)(total + 1));
+    r->mem = malloc(sizeof(int64_t) * (4 * (size_t)total + 2 * (size_t)w->kernel[2] + 1));
     if (!r->mem) return fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
     int64_t *p = r->mem;
     for (int d = 0; d < FY_WIN_DIMS; d++) {
@@ -40,6 +41,14 @@ static ferry_status ranges_init(const fy_kernel *k, const fy_window *w, pool_ran
             r->start[d][o] = st, r->klo[d][o] = lo, r->khi[d][o] = hi;
             r->npad[d][o] = phi > plo ? phi - plo : 0;
         }
+    }
+    r->wlo = p, r->whi = p + w->kernel[2];
+    for (int64_t kw = 0; kw < w->kernel[2]; kw++) {
+        int64_t shift = kw * w->dil[2] - w->pad0[2], s = w->stride[2], n = w->out[2];
+        int64_t lo = shift >= 0 ? 0 : (-shift + s - 1) / s;
+        int64_t hi = w->in[2] - shift <= 0 ? 0 : (w->in[2] - shift - 1) / s + 1;
+        r->wlo[kw] = lo < n ? lo : n;
+        r->whi[kw] = hi < r->wlo[kw] ? r->wlo[kw] : hi < n ? hi : n;
     }
     return FERRY_OK;
 }
@@ -116,6 +125,70 @@ DEFINE_MAXPOOL(uint8_t, 0)
 DEFINE_AVGPOOL(float)
 DEFINE_AVGPOOL(double)
 
+/* Row sweeps for the common cases (max without indices, average): one output row at a time,
+ * each kernel tap adds a strided input row over the outputs it reaches, so the inner loop has
+ * no bounds checks. */
+#define ROW_SWEEP(T, INIT, ACC)                                                                    \
+    int64_t IH = w->in[1], IW = w->in[2], OW = w->out[2], s = w->stride[2];                        \
+    for (int64_t od = 0; od < w->out[0]; od++)                                                     \
+        for (int64_t oh = 0; oh < w->out[1]; oh++) {                                               \
+            T *yr = y + (od * w->out[1] + oh) * OW;                                                \
+            for (int64_t o = 0; o < OW; o++) yr[o] = INIT;                                         \
+            for (int64_t kd = r->klo[0][od]; kd < r->khi[0][od]; kd++) {                           \
+                int64_t id = r->start[0][od] + kd * w->dil[0];                                     \
+                for (int64_t kh = r->klo[1][oh]; kh < r->khi[1][oh]; kh++) {                       \
+                    const T *xr = x + (id * IH + r->start[1][oh] + kh * w->dil[1]) * IW;           \
+                    for (int64_t kw = 0; kw < w->kernel[2]; kw++) {                                \
+                        int64_t off = kw * w->dil[2] - w->pad0[2], lo = r->wlo[kw],                \
+                                hi = r->whi[kw];                                                   \
+                        if (s == 1) {                                                              \
+                            _Pragma("omp simd") for (int64_t o = lo; o < hi; o++) {                \
+                                T v = xr[o + off];                                                 \
+                                ACC;                                                               \
+                            }                                                                      \
+                        } else {                                                                   \
+                            for (int64_t o = lo; o < hi; o++) {                                    \
+                                T v = xr[o * s + off];                                             \
+                                ACC;                                                               \
+                            }                                                                      \
+                        }                                                                          \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
+            FINISH_ROW                                                                             \
+        }
+
+#define FINISH_ROW
+#define DEFINE_MAXROWS(T, LOWEST)                                                                  \
+    static void maxrows_##T(const T *x, T *y, const fy_window *w, const pool_ranges *r)            \
+    {                                                                                              \
+        ROW_SWEEP(T, LOWEST, yr[o] = v > yr[o] ? v : yr[o])                                        \
+    }
+DEFINE_MAXROWS(float, -INFINITY)
+DEFINE_MAXROWS(double, -INFINITY)
+DEFINE_MAXROWS(int8_t, INT8_MIN)
+DEFINE_MAXROWS(uint8_t, 0)
+#undef FINISH_ROW
+
+#define FINISH_ROW                                                                                 \
+    {                                                                                              \
+        int64_t nd = count_pad ? r->npad[0][od] : r->khi[0][od] - r->klo[0][od];                   \
+        int64_t nh = count_pad ? r->npad[1][oh] : r->khi[1][oh] - r->klo[1][oh];                   \
+        for (int64_t o = 0; o < OW; o++) {                                                         \
+            int64_t n = nd * nh * (count_pad ? r->npad[2][o] : r->khi[2][o] - r->klo[2][o]);       \
+            yr[o] = n > 0 ? yr[o] / (__typeof__(yr[0]))n : 0;                                                \
+        }                                                                                          \
+    }
+#define DEFINE_AVGROWS(T)                                                                          \
+    static void avgrows_##T(const T *x, T *y, int count_pad, const fy_window *w,                   \
+                            const pool_ranges *r)                                                  \
+    {                                                                                              \
+        ROW_SWEEP(T, (T)0, yr[o] += v)                                                             \
+    }
+DEFINE_AVGROWS(float)
+DEFINE_AVGROWS(double)
+#undef FINISH_ROW
+
 enum pool_kind { POOL_MAX, POOL_AVG, POOL_LP };
 
 static ferry_status run_pool(fy_kernel *k, enum pool_kind kind)
@@ -163,10 +236,11 @@ static ferry_status run_pool(fy_kernel *k, enum pool_kind kind)
         double *py = y->data;
 #pragma omp parallel for if (par) schedule(static)
         for (int64_t pl = 0; pl < planes; pl++) {
-            if (kind == POOL_MAX)
-                maxpool_double(px + pl * isp, py + pl * osp, ind ? (int64_t *)ind->data + pl * osp
-                                                                 : NULL,
+            if (kind == POOL_MAX && !ind) maxrows_double(px + pl * isp, py + pl * osp, &w, &r);
+            else if (kind == POOL_MAX)
+                maxpool_double(px + pl * isp, py + pl * osp, (int64_t *)ind->data + pl * osp,
                                pl * isp, col_major, &w, &r);
+            else if (kind == POOL_AVG) avgrows_double(px + pl * isp, py + pl * osp, count_pad, &w, &r);
             else avgpool_double(px + pl * isp, py + pl * osp, count_pad, p, &w, &r);
         }
         break;
@@ -176,10 +250,12 @@ static ferry_status run_pool(fy_kernel *k, enum pool_kind kind)
         const T *px = x->data;                                                                     \
         T *py = y->data;                                                                           \
         _Pragma("omp parallel for if (par) schedule(static)")                                      \
-        for (int64_t pl = 0; pl < planes; pl++)                                                    \
-            maxpool_##T(px + pl * isp, py + pl * osp,                                              \
-                        ind ? (int64_t *)ind->data + pl * osp : NULL, pl * isp, col_major, &w,     \
-                        &r);                                                                       \
+        for (int64_t pl = 0; pl < planes; pl++) {                                                  \
+            if (!ind) maxrows_##T(px + pl * isp, py + pl * osp, &w, &r);                           \
+            else                                                                                   \
+                maxpool_##T(px + pl * isp, py + pl * osp, (int64_t *)ind->data + pl * osp,         \
+                            pl * isp, col_major, &w, &r);                                          \
+        }                                                                                          \
         break;                                                                                     \
     }
         INT_CASE(FERRY_DTYPE_I8, int8_t)
@@ -195,10 +271,11 @@ static ferry_status run_pool(fy_kernel *k, enum pool_kind kind)
         }
 #pragma omp parallel for if (par) schedule(static)
         for (int64_t pl = 0; pl < planes; pl++) {
-            if (kind == POOL_MAX)
-                maxpool_float(px + pl * isp, py + pl * osp, ind ? (int64_t *)ind->data + pl * osp
-                                                                : NULL,
+            if (kind == POOL_MAX && !ind) maxrows_float(px + pl * isp, py + pl * osp, &w, &r);
+            else if (kind == POOL_MAX)
+                maxpool_float(px + pl * isp, py + pl * osp, (int64_t *)ind->data + pl * osp,
                               pl * isp, col_major, &w, &r);
+            else if (kind == POOL_AVG) avgrows_float(px + pl * isp, py + pl * osp, count_pad, &w, &r);
             else avgpool_float(px + pl * isp, py + pl * osp, count_pad, p, &w, &r);
         }
         fy_nn_from_float(y, py);

@@ -434,6 +434,14 @@ static ferry_status resize_run(fy_kernel *k, resize_cfg *c, const fy_value *X)
         return fy_kernel_error(k, FERRY_E_UNSUPPORTED, "%s interpolation of %s data",
                                c->mode == MODE_LINEAR ? "linear" : "cubic",
                                ferry_dtype_name(X->dtype));
+    /* scales come from the model: refuse outputs no machine holds (1 TiB) before allocating */
+    int64_t n_out = fy_shape_count(c->rank, c->out);
+    if (n_out < 0 ||
+        (double)n_out * (double)ferry_dtype_size(X->dtype) > (double)((int64_t)1 << 40)) {
+        char buf[256];
+        return fy_kernel_error(k, FERRY_E_SHAPE, "output shape %s is too large",
+                               fy_shape_str(c->rank, c->out, buf, sizeof buf));
+    }
     fy_value *Y;
     FY_CHECK(fy_output(k, 0, X->dtype, c->rank, c->out, &Y));
     if (Y->count == 0) return FERRY_OK;
@@ -646,8 +654,6 @@ ferry_status fy_op_Resize(fy_kernel *k)
             }
         }
     }
-    if (fy_shape_count(c.rank, c.out) < 0)
-        return fy_kernel_error(k, FERRY_E_SHAPE, "output shape overflows");
     return resize_run(k, &c, X);
 }
 
@@ -694,7 +700,5 @@ ferry_status fy_op_Upsample(fy_kernel *k)
         c.length[d] = (double)c.in[d] * v[d];
         FY_CHECK(scaled_length(k, d, c.length[d], &c.out[d]));
     }
-    if (fy_shape_count(c.rank, c.out) < 0)
-        return fy_kernel_error(k, FERRY_E_SHAPE, "output shape overflows");
     return resize_run(k, &c, X);
 }

@@ -15,7 +15,7 @@ enum { SOFTMAX, LOG_SOFTMAX, HARDMAX };
 /* Stamp the kernels for one float type T with exponential EXP and logarithm LOG. row_T works on
  * a contiguous run of n values; cols_T on `w` interleaved columns of n values, stride inner. */
 #define SOFTMAX_IMPL(T, EXP, LOG)                                                                  \
-    static void row_##T(const T *x, T *y, int64_t n, int mode)                                     \
+    FY_EW_TARGET static void row_##T(const T *x, T *y, int64_t n, int mode)                                     \
     {                                                                                              \
         T m = x[0];                                                                                \
         if (mode == HARDMAX) { /* the first maximum wins */                                        \
@@ -45,7 +45,7 @@ enum { SOFTMAX, LOG_SOFTMAX, HARDMAX };
             FY_EW_SIMD for (int64_t i = 0; i < n; i++) y[i] = x[i] - shift;                        \
         }                                                                                          \
     }                                                                                              \
-    static void cols_##T(const T *x, T *y, int64_t n, int64_t inner, int64_t w, int mode)          \
+    FY_EW_TARGET static void cols_##T(const T *x, T *y, int64_t n, int64_t inner, int64_t w, int mode)          \
     {                                                                                              \
         T m[COLS], s[COLS];                                                                        \
         int64_t arg[COLS];                                                                         \
