@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static _Thread_local char last_error[1024];
+static _Thread_local char last_error[4096];
 
 const char *ferry_last_error(void) { return last_error; }
 

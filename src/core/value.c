@@ -35,7 +35,6 @@ static void buffer_unref(fy_buffer *b)
 {
     if (!b || __atomic_sub_fetch(&b->refcount, 1, __ATOMIC_ACQ_REL) != 0) return;
     if (b->release) b->release(b);
-    if (b->owner_unref) b->owner_unref(b->owner);
     free(b);
 }
 
@@ -60,6 +59,22 @@ static ferry_status check_shape(int rank, const int64_t *dims, int64_t *count)
         return fy_error(FERRY_E_SHAPE, "invalid shape %s", fy_shape_str(rank, dims, buf, sizeof buf));
     }
     return FERRY_OK;
+}
+
+/* Fill a new tensor value over buffer b (which it takes over). */
+static fy_value *tensor_over(fy_value *v, fy_buffer *b, ferry_dtype dtype, int rank,
+                             const int64_t *dims, int64_t count)
+{
+    b->refcount = 1;
+    b->dtype = dtype;
+    b->count = count;
+    v->dtype = dtype;
+    v->rank = rank;
+    if (rank) memcpy(v->dims, dims, sizeof(int64_t) * rank);
+    v->count = count;
+    v->data = b->data;
+    v->buf = b;
+    return v;
 }
 
 static fy_value *value_alloc(ferry_value_kind kind)
@@ -107,23 +122,14 @@ ferry_status fy_tensor_new_pooled(fy_pool *pool, ferry_dtype dtype, int rank,
             }
         }
     }
-    b->refcount = 1;
     b->data = data;
     b->size = alloc;
-    b->dtype = dtype;
-    b->count = count;
     b->release = buffer_release_heap;
     if (pool) {
         fy_pool_ref(pool);
         b->pool = pool;
     }
-    v->dtype = dtype;
-    v->rank = rank;
-    if (rank) memcpy(v->dims, dims, sizeof(int64_t) * rank);
-    v->count = count;
-    v->data = data;
-    v->buf = b;
-    *out = v;
+    *out = tensor_over(v, b, dtype, rank, dims, count);
     return FERRY_OK;
 }
 
@@ -183,7 +189,6 @@ ferry_status fy_tensor_clone(const fy_value *src, fy_value **out)
 }
 
 ferry_status fy_tensor_borrow(ferry_dtype dtype, int rank, const int64_t *dims, void *data,
-                              void *owner, void (*owner_ref)(void *), void (*owner_unref)(void *),
                               fy_value **out)
 {
     *out = NULL;
@@ -195,21 +200,9 @@ ferry_status fy_tensor_borrow(ferry_dtype dtype, int rank, const int64_t *dims, 
         free(v), free(b);
         return fy_error(FERRY_E_NOMEM, "out of memory");
     }
-    b->refcount = 1;
     b->data = data;
     b->size = (size_t)count * ferry_dtype_size(dtype);
-    b->dtype = dtype;
-    b->count = count;
-    b->owner = owner;
-    b->owner_unref = owner_unref;
-    if (owner_ref) owner_ref(owner);
-    v->dtype = dtype;
-    v->rank = rank;
-    if (rank) memcpy(v->dims, dims, sizeof(int64_t) * rank);
-    v->count = count;
-    v->data = data;
-    v->buf = b;
-    *out = v;
+    *out = tensor_over(v, b, dtype, rank, dims, count);
     return FERRY_OK;
 }
 

@@ -10,8 +10,8 @@
 #include "ferry/ferry.h"
 
 /* Storage shared by tensors that view the same bytes (Reshape, Identity, weights). release()
- * frees data when the last reference goes; NULL release means the memory is borrowed from an
- * owner that outlives every tensor using it (a model keeps itself alive through `owner`). */
+ * frees data when the last reference goes; NULL release means the memory is borrowed (a
+ * model's weights: the session copies any that would escape as an output). */
 typedef struct fy_buffer {
     int refcount;
     void *data;
@@ -19,8 +19,6 @@ typedef struct fy_buffer {
     ferry_dtype dtype; /* for strings: release frees every char * */
     int64_t count;
     void (*release)(struct fy_buffer *b);
-    void *owner; /* an object to unref when the buffer dies (a model), or NULL */
-    void (*owner_unref)(void *owner);
     struct fy_pool *pool; /* where data goes back when the buffer dies, or NULL: free() */
 } fy_buffer;
 
@@ -52,9 +50,8 @@ ferry_status fy_tensor_zeros(ferry_dtype dtype, int rank, const int64_t *dims, f
 ferry_status fy_tensor_view(const fy_value *src, int rank, const int64_t *dims, fy_value **out);
 /* Deep copy of a tensor (strings duplicated). */
 ferry_status fy_tensor_clone(const fy_value *src, fy_value **out);
-/* Tensor over borrowed memory kept alive by owner (owner_ref/unref manage the owner). */
+/* Tensor over borrowed memory that outlives it (a model's weights); never freed through it. */
 ferry_status fy_tensor_borrow(ferry_dtype dtype, int rank, const int64_t *dims, void *data,
-                              void *owner, void (*owner_ref)(void *), void (*owner_unref)(void *),
                               fy_value **out);
 /* Scalar helpers for kernels that produce one number. */
 ferry_status fy_tensor_scalar_i64(int64_t v, fy_value **out);

@@ -198,7 +198,7 @@ ferry_status fy_tensor_from_proto(const Onnx__TensorProto *tp, const fy_tensor_s
     /* Weights stay in the model's memory. They hold no reference to the model (which owns
      * them: that would be a cycle); the session copies any that would escape as an output. */
     if (bytes && src && src->model && ((uintptr_t)bytes % 16) == 0)
-        return fy_tensor_borrow(dt, rank, tp->dims, (void *)bytes, NULL, NULL, NULL, out);
+        return fy_tensor_borrow(dt, rank, tp->dims, (void *)bytes, out);
     FY_CHECK(fy_tensor_new(dt, rank, tp->dims, out));
     ferry_status rc = FERRY_OK;
     if (bytes) {

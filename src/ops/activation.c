@@ -12,28 +12,28 @@
     static const fy_ew_fn A##_table[FY_EW_NDTYPES] = {FY_EW_FLOAT_TYPES(FY_EW_ENTRY, A)};
 
 /* x < 0 rather than max(x, 0) so that NaN passes through. */
-#define relu_OP(x, p) ((x) < 0 ? 0 : (x))
-#define leakyrelu_OP(x, p) FY_EW_SEL((x) < 0, (x) * (p).alpha, (x))
-#define elu_OP(x, p) ((x) < 0 ? (p).alpha * FY_EW_M(expm1, x) : (x))
-#define selu_OP(x, p) ((x) <= 0 ? (p).gamma * (p).alpha * FY_EW_M(expm1, x) : (p).gamma * (x))
-#define celu_OP(x, p) ((x) < 0 ? (p).alpha * FY_EW_M(expm1, (x) / (p).alpha) : (x))
-#define sigmoid_OP(x, p) (1 / (1 + FY_EW_EXP(-(x))))
-#define hardsigmoid_OP(x, p) clamp01((p).alpha * (x) + (p).beta)
-#define hardswish_OP(x, p) ((x) * clamp01((x) * K(x, 1.0 / 6) + K(x, 0.5)))
+#define relu_OP(x, p)        ((x) < 0 ? 0 : (x))
+#define leakyrelu_OP(x, p)   FY_EW_SEL((x) < 0, (x) * (p).alpha, (x))
+#define elu_OP(x, p)         ((x) < 0 ? (p).alpha * FY_EW_M(expm1, x) : (x))
+#define selu_OP(x, p)        ((p).gamma * ((x) <= 0 ? (p).alpha * FY_EW_M(expm1, x) : (x)))
+#define celu_OP(x, p)        ((x) < 0 ? (p).alpha * FY_EW_M(expm1, (x) / (p).alpha) : (x))
+#define sigmoid_OP(x, p)     (1 / (1 + FY_EW_EXP(-(x))))
+#define hardsigmoid_OP(x, p) clamp01((p).alpha *(x) + (p).beta)
+#define hardswish_OP(x, p)   ((x)*clamp01((x)*K(x, 1.0 / 6) + K(x, 0.5)))
 /* log(1 + e^x) without overflow: x + log1p(e^-x) for positive x. */
 #define softplus_OP(x, p)                                                                          \
     ((x) > 0 ? (x) + FY_EW_M(log1p, FY_EW_EXP(-(x))) : FY_EW_M(log1p, FY_EW_EXP(x)))
-#define softsign_OP(x, p) ((x) / (1 + FY_EW_M(fabs, x)))
-#define tanh_OP(x, p) FY_EW_TANH(x)
+#define softsign_OP(x, p)        ((x) / (1 + FY_EW_M(fabs, x)))
+#define tanh_OP(x, p)            FY_EW_TANH(x)
 #define thresholdedrelu_OP(x, p) FY_EW_SEL((x) > (p).alpha, (x), 0)
-#define mish_OP(x, p) _Generic((x), float: mishf, default: mishd)(x)
+#define mish_OP(x, p)            _Generic((x), float : mishf, default : mishd)(x)
 /* Gelu = x Phi(x) = 0.5 x erfc(-x / sqrt 2), and its tanh form 0.5 x (1 + tanh u) =
  * x / (1 + e^-2u): written so that nothing cancels for negative x. */
-#define gelu_OP(x, p) _Generic((x), float: geluf, default: gelud)(x)
+#define gelu_OP(x, p) _Generic((x), float : geluf, default : gelud)(x)
 #define gelut_OP(x, p)                                                                             \
     ((x) / (1 + FY_EW_EXP(K(x, -1.5957691216057308) * ((x) + K(x, 0.044715) * (x) * (x) * (x)))))
 
-#define clamp01(v) _Generic((v), float: clamp01f, default: clamp01d)(v)
+#define clamp01(v) _Generic((v), float : clamp01f, default : clamp01d)(v)
 static inline float clamp01f(float v) { return fy_ew_self(v < 0, 0, fy_ew_self(v > 1, 1, v)); }
 static inline double clamp01d(double v) { return fy_ew_seld(v < 0, 0, fy_ew_seld(v > 1, 1, v)); }
 static inline float geluf(float x)
@@ -61,8 +61,8 @@ static inline double mishd(double x)
 
 FY_EW_FLOAT_TYPES(FY_EW_UN_DEF, relu)
 FY_EW_SINT_TYPES(FY_EW_UN_DEF, relu)
-static const fy_ew_fn relu_table[FY_EW_NDTYPES] = {
-    FY_EW_FLOAT_TYPES(FY_EW_ENTRY, relu) FY_EW_SINT_TYPES(FY_EW_ENTRY, relu)};
+static const fy_ew_fn relu_table[FY_EW_NDTYPES] = {FY_EW_FLOAT_TYPES(FY_EW_ENTRY, relu)
+                                                       FY_EW_SINT_TYPES(FY_EW_ENTRY, relu)};
 FLOAT_OP(leakyrelu)
 FLOAT_OP(elu)
 FLOAT_OP(selu)
@@ -89,7 +89,10 @@ ferry_status fy_op_LeakyRelu(fy_kernel *k)
 {
     return run(k, leakyrelu_table, fy_attr_float(k, "alpha", 0.01f), 0, 0);
 }
-ferry_status fy_op_Elu(fy_kernel *k) { return run(k, elu_table, fy_attr_float(k, "alpha", 1), 0, 0); }
+ferry_status fy_op_Elu(fy_kernel *k)
+{
+    return run(k, elu_table, fy_attr_float(k, "alpha", 1), 0, 0);
+}
 ferry_status fy_op_Selu(fy_kernel *k)
 {
     return run(k, selu_table, fy_attr_float(k, "alpha", 1.67326319217681884765625f), 0,
@@ -188,7 +191,8 @@ ferry_status fy_op_PRelu(fy_kernel *k)
          fy_broadcast_shape(x->rank, x->dims, slope->rank, slope->dims, &r, dims) != FERRY_OK);
     if (!per_channel) return fy_ew_binary(k, x, slope, x->dtype, fn, NULL);
     int64_t sdims[FERRY_MAX_RANK];
-    for (int d = 0; d < x->rank; d++) sdims[d] = d == 1 ? slope->dims[0] : 1;
+    for (int d = 0; d < x->rank; d++)
+        sdims[d] = d == 1 ? slope->dims[0] : 1;
     fy_value *view;
     FY_CHECK(fy_tensor_view(slope, x->rank, sdims, &view));
     ferry_status rc = fy_ew_binary(k, x, view, x->dtype, fn, NULL);
@@ -204,8 +208,8 @@ typedef struct clip_ctx {
 } clip_ctx;
 
 #define CLIP_DEF(A, D, T, C, LD, ST)                                                               \
-    FY_EW_TARGET static void A##_##D(void *o_, const void *const *in, const int *step, int64_t n,               \
-                        const void *ctx)                                                           \
+    FY_EW_TARGET static void A##_##D(void *o_, const void *const *in, const int *step, int64_t n,  \
+                                     const void *ctx)                                              \
     {                                                                                              \
         T *o = o_, lo_s, hi_s;                                                                     \
         const T *a = in[0];                                                                        \
@@ -286,8 +290,10 @@ ferry_status fy_op_Clip(fy_kernel *k)
     dtype_limits(x->dtype, c.lo, c.hi);
     if (k->node->opset < 11) {
         const fy_attr *a;
-        if ((a = fy_attr_get(k, "min")) && a->type == FY_ATTR_FLOAT) float_bound(x->dtype, a->f, c.lo);
-        if ((a = fy_attr_get(k, "max")) && a->type == FY_ATTR_FLOAT) float_bound(x->dtype, a->f, c.hi);
+        if ((a = fy_attr_get(k, "min")) && a->type == FY_ATTR_FLOAT)
+            float_bound(x->dtype, a->f, c.lo);
+        if ((a = fy_attr_get(k, "max")) && a->type == FY_ATTR_FLOAT)
+            float_bound(x->dtype, a->f, c.hi);
     } else {
         FY_CHECK(bound_input(k, 1, x, c.lo));
         FY_CHECK(bound_input(k, 2, x, c.hi));

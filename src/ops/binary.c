@@ -12,7 +12,8 @@ void fy_ew_plan_init(fy_ew_plan *p, int rank, const int64_t *dims, int n_in, con
                      const int64_t *const *in_dims)
 {
     int64_t st[FY_EW_MAX_IN][FERRY_MAX_RANK];
-    for (int j = 0; j < n_in; j++) fy_broadcast_strides(in_rank[j], in_dims[j], rank, dims, st[j]);
+    for (int j = 0; j < n_in; j++)
+        fy_broadcast_strides(in_rank[j], in_dims[j], rank, dims, st[j]);
     p->count = fy_shape_count(rank, dims);
     p->n_in = n_in;
     int r = 0;
@@ -23,16 +24,19 @@ void fy_ew_plan_init(fy_ew_plan *p, int rank, const int64_t *dims, int n_in, con
             merge = p->strides[j][r - 1] == st[j][d] * dims[d];
         if (merge) {
             p->dims[r - 1] *= dims[d];
-            for (int j = 0; j < n_in; j++) p->strides[j][r - 1] = st[j][d];
+            for (int j = 0; j < n_in; j++)
+                p->strides[j][r - 1] = st[j][d];
             continue;
         }
         p->dims[r] = dims[d];
-        for (int j = 0; j < n_in; j++) p->strides[j][r] = st[j][d];
+        for (int j = 0; j < n_in; j++)
+            p->strides[j][r] = st[j][d];
         r++;
     }
     if (r == 0) { /* a scalar, or all dims 1 */
         p->dims[0] = 1;
-        for (int j = 0; j < n_in; j++) p->strides[j][0] = 0;
+        for (int j = 0; j < n_in; j++)
+            p->strides[j][0] = 0;
         r = 1;
     }
     p->rank = r;
@@ -46,7 +50,8 @@ void fy_ew_plan_run(const fy_ew_plan *p, void *out, size_t out_esize, const void
     int64_t inner = p->dims[last], rows = p->count / inner;
     int step[FY_EW_MAX_IN] = {0};
     /* The innermost merged dim of an input is either contiguous or broadcast. */
-    for (int j = 0; j < n_in; j++) step[j] = p->strides[j][last] != 0;
+    for (int j = 0; j < n_in; j++)
+        step[j] = p->strides[j][last] != 0;
     bool par = p->count >= FY_EW_PARALLEL_MIN && threads != 1;
     int64_t pieces = 1, per = inner;
     if (par && inner > FY_EW_CHUNK) {
@@ -63,7 +68,8 @@ void fy_ew_plan_run(const fy_ew_plan *p, void *out, size_t out_esize, const void
         for (int d = last - 1; d >= 0 && rem; d--) {
             int64_t i = rem % p->dims[d];
             rem /= p->dims[d];
-            for (int j = 0; j < n_in; j++) off[j] += i * p->strides[j][d];
+            for (int j = 0; j < n_in; j++)
+                off[j] += i * p->strides[j][d];
         }
         const void *ptr[FY_EW_MAX_IN] = {0};
         for (int j = 0; j < n_in; j++)
@@ -107,13 +113,15 @@ static ferry_status legacy_b_shape(const fy_kernel *k, const fy_value *a, const 
                                "axis %lld cannot place input 1 (rank %d) inside input 0 (rank %d)",
                                (long long)ax->i, b->rank, a->rank);
     *rb = a->rank;
-    for (int d = 0; d < a->rank; d++) db[d] = 1;
-    for (int d = 0; d < b->rank; d++) db[axis + d] = b->dims[d];
+    for (int d = 0; d < a->rank; d++)
+        db[d] = 1;
+    for (int d = 0; d < b->rank; d++)
+        db[axis + d] = b->dims[d];
     return FERRY_OK;
 }
 
-ferry_status fy_ew_binary(fy_kernel *k, const fy_value *a, const fy_value *b,
-                          ferry_dtype out_dtype, fy_ew_fn fn, const void *ctx)
+ferry_status fy_ew_binary(fy_kernel *k, const fy_value *a, const fy_value *b, ferry_dtype out_dtype,
+                          fy_ew_fn fn, const void *ctx)
 {
     int rb, rank;
     int64_t db[FERRY_MAX_RANK], dims[FERRY_MAX_RANK];
@@ -134,7 +142,8 @@ ferry_status fy_ew_binary(fy_kernel *k, const fy_value *a, const fy_value *b,
 
 static ferry_status unsupported(const fy_kernel *k, ferry_dtype t)
 {
-    return fy_kernel_error(k, FERRY_E_UNSUPPORTED, "dtype %s is not supported", ferry_dtype_name(t));
+    return fy_kernel_error(k, FERRY_E_UNSUPPORTED, "dtype %s is not supported",
+                           ferry_dtype_name(t));
 }
 
 static ferry_status same_dtype(const fy_kernel *k, const fy_value *a, const fy_value *b)
@@ -155,8 +164,7 @@ ferry_status fy_ew_binary_table(fy_kernel *k, const fy_ew_fn *table, bool to_boo
     return fy_ew_binary(k, a, b, to_bool ? FERRY_DTYPE_BOOL : a->dtype, fn, NULL);
 }
 
-ferry_status fy_ew_unary_table(fy_kernel *k, const fy_ew_fn *table, bool to_bool,
-                               const void *ctx)
+ferry_status fy_ew_unary_table(fy_kernel *k, const fy_ew_fn *table, bool to_bool, const void *ctx)
 {
     const fy_value *x;
     FY_CHECK(fy_input_tensor(k, 0, &x));
@@ -169,13 +177,14 @@ ferry_status fy_ew_unary_table(fy_kernel *k, const fy_ew_fn *table, bool to_bool
 
 /* For integer division: no simd request, so nothing is ever evaluated speculatively. */
 #define BIN_DEF_SCALAR(A, D, T, C, LD, ST) FY_EW_BIN_BODY(A, D, T, T, C, LD, ST, )
-#define CMP_DEF(A, D, T, C, LD, ST) FY_EW_BIN_BODY(A, D, T, uint8_t, C, LD, FY_EW_TO_BOOL, FY_EW_SIMD)
+#define CMP_DEF(A, D, T, C, LD, ST)                                                                \
+    FY_EW_BIN_BODY(A, D, T, uint8_t, C, LD, FY_EW_TO_BOOL, FY_EW_SIMD)
 
 /* Integers wrap around like numpy's: add, sub and mul run in uint64 so overflow is defined. */
-#define add_OP(x, y) ((x) + (y))
-#define sub_OP(x, y) ((x) - (y))
-#define mul_OP(x, y) ((x) * (y))
-#define div_OP(x, y) ((x) / (y))
+#define add_OP(x, y)  ((x) + (y))
+#define sub_OP(x, y)  ((x) - (y))
+#define mul_OP(x, y)  ((x) * (y))
+#define div_OP(x, y)  ((x) / (y))
 #define addi_OP(x, y) ((uint64_t)(x) + (uint64_t)(y))
 #define subi_OP(x, y) ((uint64_t)(x) - (uint64_t)(y))
 #define muli_OP(x, y) ((uint64_t)(x) * (uint64_t)(y))
@@ -201,15 +210,14 @@ FY_EW_FLOAT_TYPES(FY_EW_BIN_DEF, div)
 FY_EW_SINT_TYPES(BIN_DEF_SCALAR, divs)
 FY_EW_UINT_TYPES(BIN_DEF_SCALAR, divu)
 
-static const fy_ew_fn add_table[FY_EW_NDTYPES] = {
-    FY_EW_FLOAT_TYPES(FY_EW_ENTRY, add) FY_EW_INT_TYPES(FY_EW_ENTRY, addi)};
-static const fy_ew_fn sub_table[FY_EW_NDTYPES] = {
-    FY_EW_FLOAT_TYPES(FY_EW_ENTRY, sub) FY_EW_INT_TYPES(FY_EW_ENTRY, subi)};
-static const fy_ew_fn mul_table[FY_EW_NDTYPES] = {
-    FY_EW_FLOAT_TYPES(FY_EW_ENTRY, mul) FY_EW_INT_TYPES(FY_EW_ENTRY, muli)};
-static const fy_ew_fn div_table[FY_EW_NDTYPES] = {FY_EW_FLOAT_TYPES(FY_EW_ENTRY, div)
-                                                      FY_EW_SINT_TYPES(FY_EW_ENTRY, divs)
-                                                          FY_EW_UINT_TYPES(FY_EW_ENTRY, divu)};
+static const fy_ew_fn add_table[FY_EW_NDTYPES] = {FY_EW_FLOAT_TYPES(FY_EW_ENTRY, add)
+                                                      FY_EW_INT_TYPES(FY_EW_ENTRY, addi)};
+static const fy_ew_fn sub_table[FY_EW_NDTYPES] = {FY_EW_FLOAT_TYPES(FY_EW_ENTRY, sub)
+                                                      FY_EW_INT_TYPES(FY_EW_ENTRY, subi)};
+static const fy_ew_fn mul_table[FY_EW_NDTYPES] = {FY_EW_FLOAT_TYPES(FY_EW_ENTRY, mul)
+                                                      FY_EW_INT_TYPES(FY_EW_ENTRY, muli)};
+static const fy_ew_fn div_table[FY_EW_NDTYPES] = {FY_EW_FLOAT_TYPES(
+    FY_EW_ENTRY, div) FY_EW_SINT_TYPES(FY_EW_ENTRY, divs) FY_EW_UINT_TYPES(FY_EW_ENTRY, divu)};
 
 ferry_status fy_op_Add(fy_kernel *k) { return fy_ew_binary_table(k, add_table, false); }
 ferry_status fy_op_Sub(fy_kernel *k) { return fy_ew_binary_table(k, sub_table, false); }
@@ -218,14 +226,14 @@ ferry_status fy_op_Div(fy_kernel *k) { return fy_ew_binary_table(k, div_table, f
 
 /* ---- Mod ---- */
 
-#define FY_EW_M2(fn, x, y) _Generic((x), float: fn##f, default: fn)((x), (y))
+#define FY_EW_M2(fn, x, y) _Generic((x), float : fn##f, default : fn)((x), (y))
 /* fmod=1: the remainder has the dividend's sign (C's fmod and %). fmod=0: the divisor's sign,
  * as Python and numpy's mod do. */
 #define fmodf_OP(x, y) FY_EW_M2(fmod, x, y)
 #define pmodf_OP(x, y) pymodf((x), (y))
 #define fmods_OP(x, y) cmods((x), (y))
 #define pmods_OP(x, y) pymods((x), (y))
-#define modu_OP(x, y) ((y) ? (x) % (y) : 0)
+#define modu_OP(x, y)  ((y) ? (x) % (y) : 0)
 
 static inline double pymodf(double x, double y)
 {
@@ -247,12 +255,10 @@ FY_EW_SINT_TYPES(BIN_DEF_SCALAR, fmods)
 FY_EW_SINT_TYPES(BIN_DEF_SCALAR, pmods)
 FY_EW_UINT_TYPES(BIN_DEF_SCALAR, modu)
 
-static const fy_ew_fn fmod_table[FY_EW_NDTYPES] = {FY_EW_FLOAT_TYPES(FY_EW_ENTRY, fmodf)
-                                                       FY_EW_SINT_TYPES(FY_EW_ENTRY, fmods)
-                                                           FY_EW_UINT_TYPES(FY_EW_ENTRY, modu)};
-static const fy_ew_fn pmod_table[FY_EW_NDTYPES] = {FY_EW_FLOAT_TYPES(FY_EW_ENTRY, pmodf)
-                                                       FY_EW_SINT_TYPES(FY_EW_ENTRY, pmods)
-                                                           FY_EW_UINT_TYPES(FY_EW_ENTRY, modu)};
+static const fy_ew_fn fmod_table[FY_EW_NDTYPES] = {FY_EW_FLOAT_TYPES(
+    FY_EW_ENTRY, fmodf) FY_EW_SINT_TYPES(FY_EW_ENTRY, fmods) FY_EW_UINT_TYPES(FY_EW_ENTRY, modu)};
+static const fy_ew_fn pmod_table[FY_EW_NDTYPES] = {FY_EW_FLOAT_TYPES(
+    FY_EW_ENTRY, pmodf) FY_EW_SINT_TYPES(FY_EW_ENTRY, pmods) FY_EW_UINT_TYPES(FY_EW_ENTRY, modu)};
 
 ferry_status fy_op_Mod(fy_kernel *k)
 {
@@ -261,13 +267,13 @@ ferry_status fy_op_Mod(fy_kernel *k)
 
 /* ---- comparisons and logic ---- */
 
-#define eq_OP(x, y) ((x) == (y))
-#define gt_OP(x, y) ((x) > (y))
-#define lt_OP(x, y) ((x) < (y))
-#define ge_OP(x, y) ((x) >= (y))
-#define le_OP(x, y) ((x) <= (y))
+#define eq_OP(x, y)  ((x) == (y))
+#define gt_OP(x, y)  ((x) > (y))
+#define lt_OP(x, y)  ((x) < (y))
+#define ge_OP(x, y)  ((x) >= (y))
+#define le_OP(x, y)  ((x) <= (y))
 #define and_OP(x, y) (((x) != 0) & ((y) != 0))
-#define or_OP(x, y) (((x) != 0) | ((y) != 0))
+#define or_OP(x, y)  (((x) != 0) | ((y) != 0))
 #define xor_OP(x, y) (((x) != 0) ^ ((y) != 0))
 #define eqs_OP(x, y) (strcmp((x) ? (x) : "", (y) ? (y) : "") == 0)
 /* Typedefs so that the macros' `const T *` and `C x, y` declare what they mean. */
@@ -290,10 +296,13 @@ FY_EW_BOOL_TYPE(CMP_DEF, and)
 FY_EW_BOOL_TYPE(CMP_DEF, or)
 FY_EW_BOOL_TYPE(CMP_DEF, xor)
 
-#define CMP_TABLE(A) {FY_EW_NUM_TYPES(FY_EW_ENTRY, A) FY_EW_BOOL_TYPE(FY_EW_ENTRY, A)}
-static const fy_ew_fn eq_table[FY_EW_NDTYPES] = {FY_EW_NUM_TYPES(FY_EW_ENTRY, eq)
-                                                     FY_EW_BOOL_TYPE(FY_EW_ENTRY, eq)
-                                                         [FERRY_DTYPE_STRING] = eqs_STRING};
+#define CMP_TABLE(A)                                                                               \
+    {                                                                                              \
+        FY_EW_NUM_TYPES(FY_EW_ENTRY, A) FY_EW_BOOL_TYPE(FY_EW_ENTRY, A)                            \
+    }
+static const fy_ew_fn eq_table[FY_EW_NDTYPES] = {
+    FY_EW_NUM_TYPES(FY_EW_ENTRY, eq) FY_EW_BOOL_TYPE(FY_EW_ENTRY, eq)[FERRY_DTYPE_STRING] =
+        eqs_STRING};
 static const fy_ew_fn gt_table[FY_EW_NDTYPES] = CMP_TABLE(gt);
 static const fy_ew_fn lt_table[FY_EW_NDTYPES] = CMP_TABLE(lt);
 static const fy_ew_fn ge_table[FY_EW_NDTYPES] = CMP_TABLE(ge);
@@ -314,7 +323,7 @@ ferry_status fy_op_Xor(fy_kernel *k) { return fy_ew_binary_table(k, xor_table, t
 /* ---- bitwise ops and BitShift: they only see bits, so one kernel per element size ---- */
 
 #define band_OP(x, y) ((x) & (y))
-#define bor_OP(x, y) ((x) | (y))
+#define bor_OP(x, y)  ((x) | (y))
 #define bxor_OP(x, y) ((x) ^ (y))
 /* Shifting by the width or more gives 0 (C leaves it undefined). */
 #define shl_OP(x, y) ((y) >= sizeof(x) * 8 ? 0 : (uint64_t)(x) << (y))
@@ -391,7 +400,8 @@ static void pow_any(void *o, const void *const *in, const int *step, int64_t n, 
     for (int64_t i = 0; i < n; i++) {
         int64_t ia = i * step[0], ib = i * step[1];
         if (ints)
-            fy_tensor_set_i64(&out, i, ipow(load_i64(in[0], ia, c->ta), load_i64(in[1], ib, c->tb)));
+            fy_tensor_set_i64(&out, i,
+                              ipow(load_i64(in[0], ia, c->ta), load_i64(in[1], ib, c->tb)));
         else
             fy_tensor_set_f64(&out, i, pow(load_f64(in[0], ia, c->ta), load_f64(in[1], ib, c->tb)));
     }
@@ -411,13 +421,16 @@ static void pow_f32(void *o_, const void *const *in, const int *step, int64_t n,
         } else if (y == 1.0f) {
             memmove(o, a, sizeof(float) * (size_t)n);
         } else if (y == 0.5f) {
-            for (int64_t i = 0; i < n; i++) o[i] = sqrtf(a[i]);
+            for (int64_t i = 0; i < n; i++)
+                o[i] = sqrtf(a[i]);
         } else {
-            for (int64_t i = 0; i < n; i++) o[i] = powf(a[i], y);
+            for (int64_t i = 0; i < n; i++)
+                o[i] = powf(a[i], y);
         }
         return;
     }
-    for (int64_t i = 0; i < n; i++) o[i] = powf(a[i * step[0]], b[i * step[1]]);
+    for (int64_t i = 0; i < n; i++)
+        o[i] = powf(a[i * step[0]], b[i * step[1]]);
 }
 
 ferry_status fy_op_Pow(fy_kernel *k)
@@ -448,10 +461,10 @@ FY_EW_INT_TYPES(FY_EW_BIN_DEF, maxi)
 FY_EW_FLOAT_TYPES(FY_EW_BIN_DEF, minf)
 FY_EW_INT_TYPES(FY_EW_BIN_DEF, mini)
 
-static const fy_ew_fn max_table[FY_EW_NDTYPES] = {
-    FY_EW_FLOAT_TYPES(FY_EW_ENTRY, maxf) FY_EW_INT_TYPES(FY_EW_ENTRY, maxi)};
-static const fy_ew_fn min_table[FY_EW_NDTYPES] = {
-    FY_EW_FLOAT_TYPES(FY_EW_ENTRY, minf) FY_EW_INT_TYPES(FY_EW_ENTRY, mini)};
+static const fy_ew_fn max_table[FY_EW_NDTYPES] = {FY_EW_FLOAT_TYPES(FY_EW_ENTRY, maxf)
+                                                      FY_EW_INT_TYPES(FY_EW_ENTRY, maxi)};
+static const fy_ew_fn min_table[FY_EW_NDTYPES] = {FY_EW_FLOAT_TYPES(FY_EW_ENTRY, minf)
+                                                      FY_EW_INT_TYPES(FY_EW_ENTRY, mini)};
 
 /* out[i] /= count, for Mean. */
 #define MEAN_DEF(A, D, T, C, LD, ST)                                                               \
@@ -462,7 +475,8 @@ static const fy_ew_fn min_table[FY_EW_NDTYPES] = {
         const T *a = in[0];                                                                        \
         C d = (C)(*(const int64_t *)ctx);                                                          \
         (void)step;                                                                                \
-        for (int64_t i = 0; i < n; i++) o[i] = ST(LD(a[i]) / d);                                   \
+        for (int64_t i = 0; i < n; i++)                                                            \
+            o[i] = ST(LD(a[i]) / d);                                                               \
     }
 FY_EW_NUM_TYPES(MEAN_DEF, meandiv)
 static const fy_ew_fn meandiv_table[FY_EW_NDTYPES] = {FY_EW_NUM_TYPES(FY_EW_ENTRY, meandiv)};
@@ -541,8 +555,7 @@ WHERE_DEF(uint32_t)
 WHERE_DEF(uint64_t)
 
 /* Strings are copied; ctx is an int set when an allocation failed. */
-static void where_str(void *o_, const void *const *in, const int *step, int64_t n,
-                      const void *ctx)
+static void where_str(void *o_, const void *const *in, const int *step, int64_t n, const void *ctx)
 {
     char **o = o_;
     const uint8_t *c = in[0];
@@ -562,7 +575,8 @@ static void where_str(void *o_, const void *const *in, const int *step, int64_t 
 ferry_status fy_op_Where(fy_kernel *k)
 {
     const fy_value *v[3];
-    for (int i = 0; i < 3; i++) FY_CHECK(fy_input_tensor(k, i, &v[i]));
+    for (int i = 0; i < 3; i++)
+        FY_CHECK(fy_input_tensor(k, i, &v[i]));
     if (v[0]->dtype != FERRY_DTYPE_BOOL)
         return fy_kernel_error(k, FERRY_E_DTYPE, "condition must be bool, got %s",
                                ferry_dtype_name(v[0]->dtype));
@@ -570,11 +584,11 @@ ferry_status fy_op_Where(fy_kernel *k)
     ferry_dtype t = v[1]->dtype;
     size_t es = ferry_dtype_size(t);
     fy_ew_fn fn = t == FERRY_DTYPE_STRING ? where_str
-                  : es == 1                ? where_uint8_t
-                  : es == 2                ? where_uint16_t
-                  : es == 4                ? where_uint32_t
-                  : es == 8                ? where_uint64_t
-                                           : NULL;
+                  : es == 1               ? where_uint8_t
+                  : es == 2               ? where_uint16_t
+                  : es == 4               ? where_uint32_t
+                  : es == 8               ? where_uint64_t
+                                          : NULL;
     if (!fn) return unsupported(k, t);
     int rank, r2;
     int64_t dims[FERRY_MAX_RANK], d2[FERRY_MAX_RANK];

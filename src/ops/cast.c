@@ -80,11 +80,11 @@ static inline uint64_t id_u64(uint64_t v) { return v; }
 
 /* Destination converters take the loaded source value (float for half types). */
 #define CV_FLOAT(T, v) ((T)(v))
-#define CV_F16(T, v) _Generic((v), double: dbl_to_half, default: flt_to_half)(v)
-#define CV_BF16(T, v) _Generic((v), double: dbl_to_bf16, default: flt_to_bf16)(v)
-#define CV_SINT(T, v) ((T)_Generic((v), float: f2i, double: f2i, default: id_i64)(v))
-#define CV_UINT(T, v) ((T)_Generic((v), float: f2u, double: f2u, default: id_u64)(v))
-#define CV_BOOL(T, v) ((T)((v) != 0))
+#define CV_F16(T, v)   _Generic((v), double : dbl_to_half, default : flt_to_half)(v)
+#define CV_BF16(T, v)  _Generic((v), double : dbl_to_bf16, default : flt_to_bf16)(v)
+#define CV_SINT(T, v)  ((T) _Generic((v), float : f2i, double : f2i, default : id_i64)(v))
+#define CV_UINT(T, v)  ((T) _Generic((v), float : f2u, double : f2u, default : id_u64)(v))
+#define CV_BOOL(T, v)  ((T)((v) != 0))
 
 #define DST_TYPES(X)                                                                               \
     X(F32, float, CV_FLOAT)                                                                        \
@@ -115,7 +115,7 @@ static inline uint64_t id_u64(uint64_t v) { return v; }
 DST_TYPES(CAST_DEFS)
 
 #define CAST_ENTRY(S, TS, LD, D, TD, CV) [FERRY_DTYPE_##S][FERRY_DTYPE_##D] = cast_##S##_##D,
-#define CAST_ENTRIES(D, TD, CV) SRC_TYPES(CAST_ENTRY, D, TD, CV)
+#define CAST_ENTRIES(D, TD, CV)          SRC_TYPES(CAST_ENTRY, D, TD, CV)
 static const fy_ew_fn cast_table[FY_EW_NDTYPES][FY_EW_NDTYPES] = {DST_TYPES(CAST_ENTRIES)};
 
 /* ---- numbers to strings, as numpy's astype(str) prints them ---- */
@@ -166,11 +166,13 @@ static void format_float(double v, ferry_dtype t, char *buf, size_t size)
     PUT("%s", neg ? "-" : "");
     if (a >= 1e-4 && a < 1e16) {
         if (exp10 >= 0) { /* integer part is digits[0..exp10], zero-padded */
-            for (int i = 0; i <= exp10; i++) PUT("%c", i < nd ? digits[i] : '0');
+            for (int i = 0; i <= exp10; i++)
+                PUT("%c", i < nd ? digits[i] : '0');
             PUT(".%s", nd > exp10 + 1 ? digits + exp10 + 1 : "0");
         } else {
             PUT("0.");
-            for (int i = 0; i < -exp10 - 1; i++) PUT("0");
+            for (int i = 0; i < -exp10 - 1; i++)
+                PUT("0");
             PUT("%s", digits);
         }
     } else {
@@ -189,8 +191,12 @@ static ferry_status to_string(fy_kernel *k, const fy_value *x, fy_value *out)
         case FERRY_DTYPE_F32:
         case FERRY_DTYPE_F64:
         case FERRY_DTYPE_F16:
-        case FERRY_DTYPE_BF16: format_float(fy_tensor_get_f64(x, i), x->dtype, buf, sizeof buf); break;
-        case FERRY_DTYPE_BOOL: snprintf(buf, sizeof buf, "%s", ((const uint8_t *)x->data)[i] ? "True" : "False"); break;
+        case FERRY_DTYPE_BF16:
+            format_float(fy_tensor_get_f64(x, i), x->dtype, buf, sizeof buf);
+            break;
+        case FERRY_DTYPE_BOOL:
+            snprintf(buf, sizeof buf, "%s", ((const uint8_t *)x->data)[i] ? "True" : "False");
+            break;
         case FERRY_DTYPE_U64:
             snprintf(buf, sizeof buf, "%llu", (unsigned long long)((const uint64_t *)x->data)[i]);
             break;
@@ -206,7 +212,8 @@ static ferry_status to_string(fy_kernel *k, const fy_value *x, fy_value *out)
 /* Whether only spaces follow end. */
 static bool at_end(const char *end)
 {
-    while (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r') end++;
+    while (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r')
+        end++;
     return *end == '\0';
 }
 
@@ -264,7 +271,8 @@ static ferry_status parse_into(const fy_kernel *k, const char *s, fy_value *out,
 static ferry_status from_string(fy_kernel *k, const fy_value *x, fy_value *out)
 {
     char *const *s = x->data;
-    for (int64_t i = 0; i < x->count; i++) FY_CHECK(parse_into(k, s[i] ? s[i] : "", out, i));
+    for (int64_t i = 0; i < x->count; i++)
+        FY_CHECK(parse_into(k, s[i] ? s[i] : "", out, i));
     return FERRY_OK;
 }
 
@@ -304,11 +312,13 @@ ferry_status fy_op_Cast(fy_kernel *k)
             const char *name;
             ferry_dtype t;
         } names[] = {
-            {"FLOAT", FERRY_DTYPE_F32},   {"UINT8", FERRY_DTYPE_U8},    {"INT8", FERRY_DTYPE_I8},
-            {"UINT16", FERRY_DTYPE_U16},  {"INT16", FERRY_DTYPE_I16},   {"INT32", FERRY_DTYPE_I32},
-            {"INT64", FERRY_DTYPE_I64},   {"STRING", FERRY_DTYPE_STRING}, {"BOOL", FERRY_DTYPE_BOOL},
-            {"FLOAT16", FERRY_DTYPE_F16}, {"DOUBLE", FERRY_DTYPE_F64},  {"UINT32", FERRY_DTYPE_U32},
-            {"UINT64", FERRY_DTYPE_U64},  {"BFLOAT16", FERRY_DTYPE_BF16},
+            {"FLOAT", FERRY_DTYPE_F32},  {"UINT8", FERRY_DTYPE_U8},
+            {"INT8", FERRY_DTYPE_I8},    {"UINT16", FERRY_DTYPE_U16},
+            {"INT16", FERRY_DTYPE_I16},  {"INT32", FERRY_DTYPE_I32},
+            {"INT64", FERRY_DTYPE_I64},  {"STRING", FERRY_DTYPE_STRING},
+            {"BOOL", FERRY_DTYPE_BOOL},  {"FLOAT16", FERRY_DTYPE_F16},
+            {"DOUBLE", FERRY_DTYPE_F64}, {"UINT32", FERRY_DTYPE_U32},
+            {"UINT64", FERRY_DTYPE_U64}, {"BFLOAT16", FERRY_DTYPE_BF16},
         };
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
             if (strcasecmp(to->s, names[i].name) == 0) return cast_to(k, names[i].t);

@@ -49,14 +49,13 @@ ferry_status fy_ew_unary(fy_kernel *k, const fy_value *x, ferry_dtype out_dtype,
                          const void *ctx);
 /* Output 0 of broadcast(a, b) and out_dtype, filled by fn over (a, b). Honours the legacy
  * `broadcast`/`axis` attributes of opset < 7 models. */
-ferry_status fy_ew_binary(fy_kernel *k, const fy_value *a, const fy_value *b,
-                          ferry_dtype out_dtype, fy_ew_fn fn, const void *ctx);
+ferry_status fy_ew_binary(fy_kernel *k, const fy_value *a, const fy_value *b, ferry_dtype out_dtype,
+                          fy_ew_fn fn, const void *ctx);
 /* The common case: inputs 0 and 1 of one dtype, table[dtype] the kernel, output of that dtype
  * (or bool when to_bool). Errors name the node for a dtype mismatch or an unsupported dtype. */
 ferry_status fy_ew_binary_table(fy_kernel *k, const fy_ew_fn *table, bool to_bool);
 /* Input 0 through table[dtype] into an output of the same dtype (or bool when to_bool). */
-ferry_status fy_ew_unary_table(fy_kernel *k, const fy_ew_fn *table, bool to_bool,
-                               const void *ctx);
+ferry_status fy_ew_unary_table(fy_kernel *k, const fy_ew_fn *table, bool to_bool, const void *ctx);
 /* table[t] for a dtype t, NULL when t is out of range or has no kernel. */
 static inline fy_ew_fn fy_ew_lookup(const fy_ew_fn *table, ferry_dtype t)
 {
@@ -83,10 +82,10 @@ static inline fy_ew_fn fy_ew_lookup(const fy_ew_fn *table, ferry_dtype t)
     X(A, U16, uint16_t, uint16_t, FY_EW_ID, FY_EW_ID)                                              \
     X(A, U32, uint32_t, uint32_t, FY_EW_ID, FY_EW_ID)                                              \
     X(A, U64, uint64_t, uint64_t, FY_EW_ID, FY_EW_ID)
-#define FY_EW_INT_TYPES(X, A) FY_EW_SINT_TYPES(X, A) FY_EW_UINT_TYPES(X, A)
+#define FY_EW_INT_TYPES(X, A)    FY_EW_SINT_TYPES(X, A) FY_EW_UINT_TYPES(X, A)
 #define FY_EW_SIGNED_TYPES(X, A) FY_EW_FLOAT_TYPES(X, A) FY_EW_SINT_TYPES(X, A)
-#define FY_EW_NUM_TYPES(X, A) FY_EW_FLOAT_TYPES(X, A) FY_EW_INT_TYPES(X, A)
-#define FY_EW_BOOL_TYPE(X, A) X(A, BOOL, uint8_t, uint8_t, FY_EW_ID, FY_EW_ID)
+#define FY_EW_NUM_TYPES(X, A)    FY_EW_FLOAT_TYPES(X, A) FY_EW_INT_TYPES(X, A)
+#define FY_EW_BOOL_TYPE(X, A)    X(A, BOOL, uint8_t, uint8_t, FY_EW_ID, FY_EW_ID)
 
 /* The table entry for one stamped kernel: [FERRY_DTYPE_F32] = name_F32, */
 #define FY_EW_ENTRY(A, D, T, C, LD, ST) [FERRY_DTYPE_##D] = A##_##D,
@@ -113,8 +112,8 @@ typedef struct fy_ew_params {
 /* A unary kernel named A_D: out = ST(A_OP(x, prm)) over storage T computed in C, where prm is
  * a local copy of the fy_ew_params passed as ctx (zeros when ctx is NULL). */
 #define FY_EW_UN_BODY(A, D, T, TO, C, LD, ST, SIMD)                                                \
-    FY_EW_TARGET static void A##_##D(void *o_, const void *const *in, const int *step, int64_t n,               \
-                        const void *ctx)                                                           \
+    FY_EW_TARGET static void A##_##D(void *o_, const void *const *in, const int *step, int64_t n,  \
+                                     const void *ctx)                                              \
     {                                                                                              \
         TO *o = o_;                                                                                \
         const T *a = in[0];                                                                        \
@@ -128,15 +127,15 @@ typedef struct fy_ew_params {
         }                                                                                          \
     }
 #define FY_EW_UN_DEF(A, D, T, C, LD, ST) FY_EW_UN_BODY(A, D, T, T, C, LD, ST, FY_EW_SIMD)
-#define FY_EW_TO_BOOL(x) ((uint8_t)(x))
+#define FY_EW_TO_BOOL(x)                 ((uint8_t)(x))
 #define FY_EW_PRED_DEF(A, D, T, C, LD, ST)                                                         \
     FY_EW_UN_BODY(A, D, T, uint8_t, C, LD, FY_EW_TO_BOOL, FY_EW_SIMD)
 
 /* A binary kernel named A_D: out = ST(A_OP(x, y)) from two inputs of storage type T. The four
  * branches give the compiler plain loops for vector-vector, scalar-vector and vector-scalar. */
 #define FY_EW_BIN_BODY(A, D, T, TO, C, LD, ST, SIMD)                                               \
-    FY_EW_TARGET static void A##_##D(void *o_, const void *const *in, const int *step, int64_t n,               \
-                        const void *ctx)                                                           \
+    FY_EW_TARGET static void A##_##D(void *o_, const void *const *in, const int *step, int64_t n,  \
+                                     const void *ctx)                                              \
     {                                                                                              \
         TO *o = o_;                                                                                \
         const T *a = in[0], *b = in[1];                                                            \
@@ -164,11 +163,11 @@ typedef struct fy_ew_params {
         } else {                                                                                   \
             C x = LD(a[0]), y = LD(b[0]);                                                          \
             TO v = ST(A##_OP(x, y));                                                               \
-            for (int64_t i = 0; i < n; i++) o[i] = v;                                              \
+            for (int64_t i = 0; i < n; i++)                                                        \
+                o[i] = v;                                                                          \
         }                                                                                          \
     }
 #define FY_EW_BIN_DEF(A, D, T, C, LD, ST) FY_EW_BIN_BODY(A, D, T, T, C, LD, ST, FY_EW_SIMD)
-
 
 /* ---- vectorizable float32 math ------------------------------------------------------------
  * libm's expf/tanhf/erff are calls the vectorizer cannot inline, which keeps Sigmoid, Tanh,
@@ -200,8 +199,10 @@ static inline double fy_ew_seld(int c, double a, double b)
 }
 /* Type-generic select: the blend for float and double, a plain ?: for integers. */
 #define FY_EW_SEL(c, a, b)                                                                         \
-    _Generic((a) + (b), float: fy_ew_self((c), (a), (b)), double: fy_ew_seld((c), (a), (b)),       \
-             default: ((c) ? (a) : (b)))
+    _Generic((a) + (b), float                                                                      \
+             : fy_ew_self((c), (a), (b)), double                                                   \
+             : fy_ew_seld((c), (a), (b)), default                                                  \
+             : ((c) ? (a) : (b)))
 
 /* e^x: Cody-Waite reduction by ln 2, Cephes' degree-6 polynomial, and 2^n applied in two
  * halves so that results near overflow and in the subnormal range come out right. NaN runs
@@ -234,7 +235,11 @@ static inline float fy_ew_tanhf(float x)
 {
     float ax = fabsf(x), z = x * x;
     float small = ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z +
-                    1.33314422036e-1f) * z - 3.33332819422e-1f) * z * x + x;
+                    1.33314422036e-1f) *
+                       z -
+                   3.33332819422e-1f) *
+                      z * x +
+                  x;
     float big = copysignf(1.0f - 2.0f / (fy_ew_expf(2.0f * ax) + 1.0f), x);
     return fy_ew_self(ax < 0.625f, small, big);
 }
@@ -280,9 +285,9 @@ static inline float fy_ew_erff(float x)
 
 /* Type-generic math for stamped kernels: float uses the fast versions or libm's *f
  * functions, double (and anything else) libm's double ones. */
-#define FY_EW_EXP(x) _Generic((x), float: fy_ew_expf, default: exp)(x)
-#define FY_EW_TANH(x) _Generic((x), float: fy_ew_tanhf, default: tanh)(x)
-#define FY_EW_ERF(x) _Generic((x), float: fy_ew_erff, default: erf)(x)
-#define FY_EW_M(fn, x) _Generic((x), float: fn##f, default: fn)(x)
+#define FY_EW_EXP(x)   _Generic((x), float : fy_ew_expf, default : exp)(x)
+#define FY_EW_TANH(x)  _Generic((x), float : fy_ew_tanhf, default : tanh)(x)
+#define FY_EW_ERF(x)   _Generic((x), float : fy_ew_erff, default : erf)(x)
+#define FY_EW_M(fn, x) _Generic((x), float : fn##f, default : fn)(x)
 
 #endif

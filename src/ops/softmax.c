@@ -15,14 +15,15 @@ enum { SOFTMAX, LOG_SOFTMAX, HARDMAX };
 /* Stamp the kernels for one float type T with exponential EXP and logarithm LOG. row_T works on
  * a contiguous run of n values; cols_T on `w` interleaved columns of n values, stride inner. */
 #define SOFTMAX_IMPL(T, EXP, LOG)                                                                  \
-    FY_EW_TARGET static void row_##T(const T *x, T *y, int64_t n, int mode)                                     \
+    FY_EW_TARGET static void row_##T(const T *x, T *y, int64_t n, int mode)                        \
     {                                                                                              \
         T m = x[0];                                                                                \
         if (mode == HARDMAX) { /* the first maximum wins */                                        \
             int64_t arg = 0;                                                                       \
             for (int64_t i = 1; i < n; i++)                                                        \
                 if (x[i] > m) m = x[i], arg = i;                                                   \
-            for (int64_t i = 0; i < n; i++) y[i] = 0;                                              \
+            for (int64_t i = 0; i < n; i++)                                                        \
+                y[i] = 0;                                                                          \
             y[arg] = 1;                                                                            \
             return;                                                                                \
         }                                                                                          \
@@ -45,18 +46,26 @@ enum { SOFTMAX, LOG_SOFTMAX, HARDMAX };
             FY_EW_SIMD for (int64_t i = 0; i < n; i++) y[i] = x[i] - shift;                        \
         }                                                                                          \
     }                                                                                              \
-    FY_EW_TARGET static void cols_##T(const T *x, T *y, int64_t n, int64_t inner, int64_t w, int mode)          \
+    FY_EW_TARGET static void cols_##T(const T *x, T *y, int64_t n, int64_t inner, int64_t w,       \
+                                      int mode)                                                    \
     {                                                                                              \
         T m[COLS], s[COLS];                                                                        \
         int64_t arg[COLS];                                                                         \
-        for (int64_t j = 0; j < w; j++) m[j] = x[j], s[j] = 0, arg[j] = 0;                         \
-        for (int64_t i = 1; i < n; i++)                                                            \
-            for (int64_t j = 0; j < w; j++)                                                        \
-                if (x[i * inner + j] > m[j]) m[j] = x[i * inner + j], arg[j] = i;                  \
-        if (mode == HARDMAX) {                                                                     \
+        for (int64_t j = 0; j < w; j++)                                                            \
+            m[j] = x[j], s[j] = 0, arg[j] = 0;                                                     \
+        if (mode == HARDMAX) { /* the first maximum of each column wins */                         \
+            for (int64_t i = 1; i < n; i++)                                                        \
+                for (int64_t j = 0; j < w; j++)                                                    \
+                    if (x[i * inner + j] > m[j]) m[j] = x[i * inner + j], arg[j] = i;              \
             for (int64_t i = 0; i < n; i++)                                                        \
-                for (int64_t j = 0; j < w; j++) y[i * inner + j] = arg[j] == i;                    \
+                for (int64_t j = 0; j < w; j++)                                                    \
+                    y[i * inner + j] = arg[j] == i;                                                \
             return;                                                                                \
+        }                                                                                          \
+        for (int64_t i = 1; i < n; i++) {                                                          \
+            const T *xi = x + i * inner;                                                           \
+            FY_EW_SIMD for (int64_t j = 0; j < w; j++) m[j] =                                      \
+                FY_EW_SEL(xi[j] > m[j], xi[j], m[j]);                                              \
         }                                                                                          \
         for (int64_t i = 0; i < n; i++) {                                                          \
             const T *xi = x + i * inner;                                                           \
@@ -68,7 +77,8 @@ enum { SOFTMAX, LOG_SOFTMAX, HARDMAX };
                 s[j] += e;                                                                         \
             }                                                                                      \
         }                                                                                          \
-        for (int64_t j = 0; j < w; j++) s[j] = mode == SOFTMAX ? 1 / s[j] : m[j] + LOG(s[j]);      \
+        for (int64_t j = 0; j < w; j++)                                                            \
+            s[j] = mode == SOFTMAX ? 1 / s[j] : m[j] + LOG(s[j]);                                  \
         for (int64_t i = 0; i < n; i++) {                                                          \
             const T *xi = x + i * inner;                                                           \
             T *yi = y + i * inner;                                                                 \
@@ -79,14 +89,14 @@ enum { SOFTMAX, LOG_SOFTMAX, HARDMAX };
             }                                                                                      \
         }                                                                                          \
     }                                                                                              \
-    static void run_##T(const T *x, T *y, int64_t outer, int64_t n, int64_t inner, int mode,      \
+    static void run_##T(const T *x, T *y, int64_t outer, int64_t n, int64_t inner, int mode,       \
                         int threads)                                                               \
     {                                                                                              \
         int64_t blocks = (inner + COLS - 1) / COLS, tasks = outer * blocks;                        \
         bool par = outer * n * inner >= FY_EW_PARALLEL_MIN && tasks > 1 && threads != 1;           \
         int nt = threads > 0 ? threads : omp_get_max_threads();                                    \
         _Pragma("omp parallel for schedule(static) if (par) num_threads(nt)") for (int64_t t = 0;  \
-                                                                                  t < tasks; t++)  \
+                                                                                   t < tasks; t++) \
         {                                                                                          \
             int64_t o = t / blocks, j0 = (t % blocks) * COLS;                                      \
             int64_t w = inner - j0 < COLS ? inner - j0 : COLS;                                     \
@@ -115,9 +125,12 @@ static ferry_status softmax_like(fy_kernel *k, int mode)
         int axis;
         FY_CHECK(fy_axis(k, fy_attr_int(k, "axis", legacy ? 1 : -1), x->rank, &axis));
         for (int d = 0; d < x->rank; d++) {
-            if (d < axis) outer *= x->dims[d];
-            else if (d == axis || legacy) n *= x->dims[d];
-            else inner *= x->dims[d];
+            if (d < axis)
+                outer *= x->dims[d];
+            else if (d == axis || legacy)
+                n *= x->dims[d];
+            else
+                inner *= x->dims[d];
         }
     }
     fy_value *out;
@@ -131,9 +144,11 @@ static ferry_status softmax_like(fy_kernel *k, int mode)
         float *buf = malloc(sizeof(float) * (size_t)x->count * 2);
         if (!buf) return fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
         float *y = buf + x->count;
-        for (int64_t i = 0; i < x->count; i++) buf[i] = (float)fy_tensor_get_f64(x, i);
+        for (int64_t i = 0; i < x->count; i++)
+            buf[i] = (float)fy_tensor_get_f64(x, i);
         run_float(buf, y, outer, n, inner, mode, k->threads);
-        for (int64_t i = 0; i < x->count; i++) fy_tensor_set_f64(out, i, y[i]);
+        for (int64_t i = 0; i < x->count; i++)
+            fy_tensor_set_f64(out, i, y[i]);
         free(buf);
     }
     return FERRY_OK;

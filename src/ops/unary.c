@@ -5,30 +5,30 @@
 #include "ops/elementwise_util.h"
 
 /* Ops defined for the four float types only. */
-#define FLOAT_OP(A)                                                                          \
-    FY_EW_FLOAT_TYPES(FY_EW_UN_DEF, A)                                                                   \
+#define FLOAT_OP(A)                                                                                \
+    FY_EW_FLOAT_TYPES(FY_EW_UN_DEF, A)                                                             \
     static const fy_ew_fn A##_table[FY_EW_NDTYPES] = {FY_EW_FLOAT_TYPES(FY_EW_ENTRY, A)};
 
-#define exp_OP(x, p) FY_EW_EXP(x)
-#define log_OP(x, p) FY_EW_M(log, x)
-#define sqrt_OP(x, p) FY_EW_M(sqrt, x)
+#define exp_OP(x, p)        FY_EW_EXP(x)
+#define log_OP(x, p)        FY_EW_M(log, x)
+#define sqrt_OP(x, p)       FY_EW_M(sqrt, x)
 #define reciprocal_OP(x, p) (1 / (x))
-#define floor_OP(x, p) FY_EW_M(floor, x)
-#define ceil_OP(x, p) FY_EW_M(ceil, x)
+#define floor_OP(x, p)      FY_EW_M(floor, x)
+#define ceil_OP(x, p)       FY_EW_M(ceil, x)
 /* Halves go to the even neighbour (the default rounding mode), as ONNX's Round requires. */
 #define round_OP(x, p) FY_EW_M(nearbyint, x)
-#define sin_OP(x, p) FY_EW_M(sin, x)
-#define cos_OP(x, p) FY_EW_M(cos, x)
-#define tan_OP(x, p) FY_EW_M(tan, x)
-#define asin_OP(x, p) FY_EW_M(asin, x)
-#define acos_OP(x, p) FY_EW_M(acos, x)
-#define atan_OP(x, p) FY_EW_M(atan, x)
-#define sinh_OP(x, p) FY_EW_M(sinh, x)
-#define cosh_OP(x, p) FY_EW_M(cosh, x)
+#define sin_OP(x, p)   FY_EW_M(sin, x)
+#define cos_OP(x, p)   FY_EW_M(cos, x)
+#define tan_OP(x, p)   FY_EW_M(tan, x)
+#define asin_OP(x, p)  FY_EW_M(asin, x)
+#define acos_OP(x, p)  FY_EW_M(acos, x)
+#define atan_OP(x, p)  FY_EW_M(atan, x)
+#define sinh_OP(x, p)  FY_EW_M(sinh, x)
+#define cosh_OP(x, p)  FY_EW_M(cosh, x)
 #define asinh_OP(x, p) FY_EW_M(asinh, x)
 #define acosh_OP(x, p) FY_EW_M(acosh, x)
 #define atanh_OP(x, p) FY_EW_M(atanh, x)
-#define erf_OP(x, p) FY_EW_ERF(x)
+#define erf_OP(x, p)   FY_EW_ERF(x)
 
 FLOAT_OP(exp)
 FLOAT_OP(log)
@@ -95,14 +95,12 @@ FY_EW_FLOAT_TYPES(FY_EW_UN_DEF, signf)
 FY_EW_SINT_TYPES(FY_EW_UN_DEF, signs)
 FY_EW_UINT_TYPES(FY_EW_UN_DEF, signu)
 
-static const fy_ew_fn abs_table[FY_EW_NDTYPES] = {FY_EW_FLOAT_TYPES(FY_EW_ENTRY, absf)
-                                                      FY_EW_SINT_TYPES(FY_EW_ENTRY, abss)
-                                                          FY_EW_UINT_TYPES(FY_EW_ENTRY, absu)};
-static const fy_ew_fn neg_table[FY_EW_NDTYPES] = {
-    FY_EW_FLOAT_TYPES(FY_EW_ENTRY, negf) FY_EW_SINT_TYPES(FY_EW_ENTRY, negs)};
-static const fy_ew_fn sign_table[FY_EW_NDTYPES] = {FY_EW_FLOAT_TYPES(FY_EW_ENTRY, signf)
-                                                       FY_EW_SINT_TYPES(FY_EW_ENTRY, signs)
-                                                           FY_EW_UINT_TYPES(FY_EW_ENTRY, signu)};
+static const fy_ew_fn abs_table[FY_EW_NDTYPES] = {FY_EW_FLOAT_TYPES(
+    FY_EW_ENTRY, absf) FY_EW_SINT_TYPES(FY_EW_ENTRY, abss) FY_EW_UINT_TYPES(FY_EW_ENTRY, absu)};
+static const fy_ew_fn neg_table[FY_EW_NDTYPES] = {FY_EW_FLOAT_TYPES(FY_EW_ENTRY, negf)
+                                                      FY_EW_SINT_TYPES(FY_EW_ENTRY, negs)};
+static const fy_ew_fn sign_table[FY_EW_NDTYPES] = {FY_EW_FLOAT_TYPES(
+    FY_EW_ENTRY, signf) FY_EW_SINT_TYPES(FY_EW_ENTRY, signs) FY_EW_UINT_TYPES(FY_EW_ENTRY, signu)};
 
 ferry_status fy_op_Abs(fy_kernel *k) { return fy_ew_unary_table(k, abs_table, false, NULL); }
 ferry_status fy_op_Neg(fy_kernel *k) { return fy_ew_unary_table(k, neg_table, false, NULL); }
@@ -129,16 +127,15 @@ ferry_status fy_op_IsInf(fy_kernel *k)
 }
 
 #define not_OP(x, p) ((x) == 0)
-FY_EW_BOOL_TYPE(FY_EW_UN_DEF, not)
-static const fy_ew_fn not_table[FY_EW_NDTYPES] = {FY_EW_BOOL_TYPE(FY_EW_ENTRY, not)};
+FY_EW_BOOL_TYPE(FY_EW_UN_DEF, not )
+static const fy_ew_fn not_table[FY_EW_NDTYPES] = {FY_EW_BOOL_TYPE(FY_EW_ENTRY, not )};
 ferry_status fy_op_Not(fy_kernel *k) { return fy_ew_unary_table(k, not_table, false, NULL); }
 
 /* Bitwise negation only sees bits: one kernel per element size serves signed and unsigned. */
 #define bnot_OP(x, p) (~(x))
 FY_EW_UINT_TYPES(FY_EW_UN_DEF, bnot)
 static const fy_ew_fn bnot_table[FY_EW_NDTYPES] = {
-    FY_EW_UINT_TYPES(FY_EW_ENTRY, bnot)
-    [FERRY_DTYPE_I8] = bnot_U8,
+    FY_EW_UINT_TYPES(FY_EW_ENTRY, bnot)[FERRY_DTYPE_I8] = bnot_U8,
     [FERRY_DTYPE_I16] = bnot_U16,
     [FERRY_DTYPE_I32] = bnot_U32,
     [FERRY_DTYPE_I64] = bnot_U64,

@@ -6,8 +6,7 @@ Usage: check_models.py FERRY MODELS_DIR [MODEL...]
 
 For each OUT_DIR/<model>/manifest.json: `ferry inspect` must exit 0, and for each batch size
 `ferry run model.onnx --input NAME=FILE ... --output-dir DIR` must exit 0 and write every output
-with PyTorch's shape and values (tolerance below). Exits 1 if anything failed, 77 (CTest's
-skip code) if MODELS_DIR holds no exported model because export.py was skipped.
+with PyTorch's shape and values (tolerance below). Exits 1 if anything failed, 77 if MODELS_DIR holds no exported model (a failure in CTest).
 """
 import json
 import os

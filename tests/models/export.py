@@ -9,7 +9,7 @@ For every model it writes OUT_DIR/<model>/model.onnx, the inputs and PyTorch's o
 A model whose manifest exists and was written by this same script and torch version is skipped,
 so repeated test runs cost nothing; delete OUT_DIR/<model> to force a re-export.
 Weights are random (no network here) but seeded, and BatchNorm running statistics are set from
-one batch of random data so the layers do real work after folding. Exits 77 (CTest's skip code)
+one batch of random data so the layers do real work after folding. Exits 77 (a failed test)
 when torch, torchvision or onnx cannot be imported.
 """
 import hashlib

@@ -132,42 +132,41 @@ void mb_attr_int(mb_model *m, int node, const char *name, int64_t v)
     PUSH(n->attribute, n->n_attribute, a);
 }
 
-void mb_initializer_f32(mb_model *m, const char *name, int rank, const int64_t *dims,
-                        const float *data)
+/* An initializer of dtype (1 float32, 7 int64) whose values go to the matching typed field. */
+static void add_initializer(mb_model *m, const char *name, int dtype, int rank,
+                            const int64_t *dims, const void *data)
 {
     Onnx__TensorProto *t = xcalloc(1, sizeof *t);
     onnx__tensor_proto__init(t);
     t->name = strdup(name);
     t->has_data_type = 1;
-    t->data_type = 1;
+    t->data_type = dtype;
     t->n_dims = rank;
     t->dims = xcalloc(rank, sizeof(int64_t));
     size_t count = 1;
-    for (int i = 0; i < rank; i++)
-        count *= (size_t)(t->dims[i] = dims[i]);
-    t->n_float_data = count;
-    t->float_data = xcalloc(count, sizeof(float));
-    memcpy(t->float_data, data, count * sizeof(float));
+    for (int i = 0; i < rank; i++) count *= (size_t)(t->dims[i] = dims[i]);
+    if (dtype == 1) {
+        t->n_float_data = count;
+        t->float_data = xcalloc(count, sizeof(float));
+        memcpy(t->float_data, data, count * sizeof(float));
+    } else {
+        t->n_int64_data = count;
+        t->int64_data = xcalloc(count, sizeof(int64_t));
+        memcpy(t->int64_data, data, count * sizeof(int64_t));
+    }
     PUSH(m->graph.initializer, m->graph.n_initializer, t);
+}
+
+void mb_initializer_f32(mb_model *m, const char *name, int rank, const int64_t *dims,
+                        const float *data)
+{
+    add_initializer(m, name, 1, rank, dims, data);
 }
 
 void mb_initializer_i64(mb_model *m, const char *name, int rank, const int64_t *dims,
                         const int64_t *data)
 {
-    Onnx__TensorProto *t = xcalloc(1, sizeof *t);
-    onnx__tensor_proto__init(t);
-    t->name = strdup(name);
-    t->has_data_type = 1;
-    t->data_type = 7;
-    t->n_dims = rank;
-    t->dims = xcalloc(rank, sizeof(int64_t));
-    size_t count = 1;
-    for (int i = 0; i < rank; i++)
-        count *= (size_t)(t->dims[i] = dims[i]);
-    t->n_int64_data = count;
-    t->int64_data = xcalloc(count, sizeof(int64_t));
-    memcpy(t->int64_data, data, count * sizeof(int64_t));
-    PUSH(m->graph.initializer, m->graph.n_initializer, t);
+    add_initializer(m, name, 7, rank, dims, data);
 }
 
 uint8_t *mb_pack(mb_model *m, size_t *len)
