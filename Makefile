@@ -40,13 +40,13 @@ test-asan:
 FUZZ_SECONDS ?= 60
 fuzz:
 	scripts/install-deps.sh test
-	CC=clang cmake -S . -B $(FUZZ) -DFERRY_FUZZ=ON -DFERRY_WERROR=OFF -DFERRY_MAX_TENSOR_MB=512 \
+	CC=clang cmake -S . -B $(FUZZ) -DFERRY_FUZZ=ON -DFERRY_WERROR=OFF -DFERRY_MAX_TENSOR_MB=64 \
 	    -DCMAKE_BUILD_TYPE=RelWithDebInfo
 	cmake --build $(FUZZ) -j$(JOBS) --target fuzz_model_load
 	fuzz/make-corpus.sh $(FUZZ)/seeds
 	mkdir -p $(FUZZ)/corpus
 	$(FUZZ)/fuzz_model_load $(FUZZ)/corpus $(FUZZ)/seeds -max_total_time=$(FUZZ_SECONDS) \
-	    -rss_limit_mb=4096 -malloc_limit_mb=1024 -timeout=30
+	    -rss_limit_mb=4096 -malloc_limit_mb=512 -timeout=30
 
 clean:
 	rm -rf $(BUILD) $(ASAN) $(FUZZ)

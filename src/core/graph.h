@@ -50,7 +50,8 @@ typedef struct fy_node {
     char *op_type;
     char *domain;    /* "" for the default ONNX domain */
     int opset;       /* the model's opset for the node's domain */
-    const struct fy_op *op;
+    int id;          /* unique in the model (subgraphs included): index of per-node state */
+    const struct fy_op *op; /* bound by the runtime; NULL when no kernel exists */
     int n_inputs;
     int *inputs;     /* value ids; -1 for an omitted optional input */
     int n_outputs;

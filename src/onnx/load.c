@@ -1,13 +1,12 @@
 /* load.c — decoded ONNX protobuf → ferry IR: values numbered per graph, names resolved through
- * enclosing scopes (subgraph captures), nodes bound to kernels, topologically ordered, value
- * lifetimes computed. Every inconsistency is an error naming the node or value. */
+ * enclosing scopes (subgraph captures), nodes topologically ordered, value lifetimes computed.
+ * Every inconsistency is an error naming the node or value. Kernels are bound later, by the
+ * runtime (src/runtime/bind.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/strmap.h"
-#include "ops/infer.h"
-#include "ops/kernel.h"
 #include "onnx/model.h"
 
 #define FY_MAX_ONNX_OPSET 18
@@ -19,15 +18,10 @@ typedef struct scope {
     fy_strmap names;
     int cap_values;
     int cap_outer;
-    /* missing-op report, shared by the whole model */
-    char **missing;
-    size_t *missing_len;
 } scope;
 
 typedef struct build_ctx {
     struct ferry_model *m;
-    char *missing; /* "Op (node a, node b); ..." accumulated */
-    size_t missing_len;
     int depth;
 } build_ctx;
 
@@ -230,22 +224,6 @@ static int64_t opset_for(const struct ferry_model *m, const char *domain)
     return onnx ? 1 : -1; /* models without opset_import predate opsets: version 1 */
 }
 
-static void note_missing(build_ctx *bc, const fy_node *n)
-{
-    char line[512];
-    snprintf(line, sizeof line, "%s%s%s (node \"%s\", opset %d)", n->domain,
-             n->domain[0] ? ":" : "", n->op_type, n->name, n->opset);
-    if (bc->missing && strstr(bc->missing, line)) return;
-    size_t add = strlen(line) + 1;
-    char *s = realloc(bc->missing, bc->missing_len + add + 1);
-    if (!s) return;
-    bc->missing = s;
-    memcpy(s + bc->missing_len, line, add - 1);
-    s[bc->missing_len + add - 1] = '\n';
-    s[bc->missing_len + add] = '\0';
-    bc->missing_len += add;
-}
-
 static ferry_status build_node(build_ctx *bc, scope *sc, const Onnx__NodeProto *np, int index,
                                fy_node *n)
 {
@@ -262,8 +240,7 @@ static ferry_status build_node(build_ctx *bc, scope *sc, const Onnx__NodeProto *
         return fy_error(FERRY_E_UNSUPPORTED, "node \"%s\" (%s): domain \"%s\" is not imported",
                         n->name, n->op_type, n->domain);
     n->opset = (int)(opset > 100000 ? 100000 : opset);
-    n->op = fy_op_find(n->domain, n->op_type, n->opset);
-    if (!n->op) note_missing(bc, n);
+    n->id = bc->m->n_node_ids++;
 
     n->n_inputs = (int)np->n_input;
     n->n_outputs = (int)np->n_output;
@@ -478,7 +455,6 @@ static ferry_status build_graph_body(build_ctx *bc, const Onnx__GraphProto *gp, 
         }
     }
     FY_CHECK(topo_sort(g));
-    fy_graph_infer(g);
     return plan_lifetimes(g);
 }
 
@@ -522,10 +498,7 @@ ferry_status fy_model_build(struct ferry_model *m)
                             (long long)m->opset_versions[i], FY_MAX_ONNX_OPSET);
     }
     build_ctx bc = {.m = m};
-    ferry_status rc = build_graph(&bc, mp->graph, NULL, &m->graph);
-    if (bc.missing) bc.missing[bc.missing_len - 1] = '\0';
-    m->missing_ops = bc.missing;
-    if (rc != FERRY_OK) return rc;
+    FY_CHECK(build_graph(&bc, mp->graph, NULL, &m->graph));
     fy_graph *g = m->graph;
     if (g->n_outer)
         return fy_error(FERRY_E_PARSE, "graph reads \"%s\", which nothing defines",

@@ -1,5 +1,6 @@
-/* model.c — ferry_model: read a file (or bytes), decode it with the generated protobuf-c code,
- * build the IR, and answer questions about it (inputs, outputs, opsets, op histogram). */
+/* model.c — ferry_model: decode bytes with the generated protobuf-c code, build the IR, and
+ * answer questions about it (inputs, outputs, opsets, op histogram). Loading from files and
+ * binding kernels is the runtime's part (src/runtime/model_load.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -10,7 +11,6 @@
 #include <unistd.h>
 
 #include "onnx/model.h"
-#include "ops/kernel.h"
 
 void fy_model_ref(void *model)
 {
@@ -40,9 +40,8 @@ void fy_model_unref(void *model)
 
 void ferry_model_free(ferry_model *m) { fy_model_unref(m); }
 
-/* Decode only; the IR is built by the caller so check_ops can inspect a model with gaps. */
-static ferry_status decode(const void *data, size_t size, const char *base_dir,
-                           struct ferry_model **out)
+ferry_status fy_model_decode(const void *data, size_t size, const char *base_dir,
+                             struct ferry_model **out)
 {
     *out = NULL;
     struct ferry_model *m = calloc(1, sizeof *m);
@@ -50,22 +49,11 @@ static ferry_status decode(const void *data, size_t size, const char *base_dir,
     m->refcount = 1;
     m->base_dir = strdup(base_dir ? base_dir : ".");
     m->proto = onnx__model_proto__unpack(NULL, size, data);
-    if (!m->base_dir || !m->proto) {
-        fy_model_unref(m);
-        return fy_error(FERRY_E_PARSE, "not a valid ONNX model: protobuf decoding failed");
-    }
-    *out = m;
-    return FERRY_OK;
-}
-
-static ferry_status load_bytes(const void *data, size_t size, const char *base_dir,
-                               unsigned flags, ferry_model **out)
-{
-    struct ferry_model *m;
-    FY_CHECK(decode(data, size, base_dir, &m));
-    ferry_status rc = fy_model_build(m);
-    if (rc == FERRY_OK && m->missing_ops && !(flags & FERRY_LOAD_ALLOW_UNSUPPORTED))
-        rc = fy_error(FERRY_E_UNSUPPORTED, "unsupported ops:\n%s", m->missing_ops);
+    ferry_status rc = FERRY_OK;
+    if (!m->base_dir || !m->proto)
+        rc = fy_error(FERRY_E_PARSE, "not a valid ONNX model: protobuf decoding failed");
+    else
+        rc = fy_model_build(m);
     if (rc != FERRY_OK) {
         fy_model_unref(m);
         return rc;
@@ -73,58 +61,6 @@ static ferry_status load_bytes(const void *data, size_t size, const char *base_d
     *out = m;
     return FERRY_OK;
 }
-
-ferry_status ferry_model_load_memory(const void *data, size_t size, const char *base_dir,
-                                     ferry_model **out)
-{
-    if (!out || (!data && size)) return fy_error(FERRY_E_INVALID_ARG, "model bytes missing");
-    *out = NULL;
-    return load_bytes(data, size, base_dir, 0, out);
-}
-
-/* The file is mapped only while decoding: protobuf-c copies what it keeps. */
-ferry_status ferry_model_load_flags(const char *path, unsigned flags, ferry_model **out)
-{
-    if (!path || !out) return fy_error(FERRY_E_INVALID_ARG, "path and out are required");
-    *out = NULL;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return fy_error(FERRY_E_IO, "cannot open %s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return fy_error(FERRY_E_IO, "%s is not a regular file", path);
-    }
-    void *addr = NULL;
-    if (st.st_size > 0) {
-        addr = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (addr == MAP_FAILED) {
-            close(fd);
-            return fy_error(FERRY_E_IO, "cannot map %s: %s", path, strerror(errno));
-        }
-    }
-    close(fd);
-    char *dir = strdup(path);
-    ferry_status rc;
-    if (!dir) {
-        rc = fy_error(FERRY_E_NOMEM, "out of memory");
-    } else {
-        char *slash = strrchr(dir, '/');
-        if (slash) *slash = '\0';
-        else strcpy(dir, ".");
-        rc = load_bytes(addr ? addr : "", (size_t)st.st_size, dir, flags, out);
-        if (rc != FERRY_OK) fy_error_wrap(rc, "%s", path);
-    }
-    if (addr) munmap(addr, (size_t)st.st_size);
-    free(dir);
-    return rc;
-}
-
-ferry_status ferry_model_load(const char *path, ferry_model **out)
-{
-    return ferry_model_load_flags(path, 0, out);
-}
-
-const char *ferry_model_unsupported_ops(const ferry_model *m) { return m ? m->missing_ops : NULL; }
 
 int ferry_model_input_count(const ferry_model *m) { return m ? m->n_inputs : 0; }
 int ferry_model_output_count(const ferry_model *m) { return m ? m->n_outputs : 0; }

@@ -27,6 +27,7 @@ struct ferry_model {
     int n_inputs, n_outputs;
     int *input_ids, *output_ids;
     char *missing_ops; /* newline-separated ops without a kernel, or NULL */
+    int n_node_ids;    /* nodes in all graphs; fy_node.id < n_node_ids */
 };
 
 void fy_model_ref(void *model);
@@ -43,7 +44,12 @@ typedef struct fy_tensor_source {
 ferry_status fy_tensor_from_proto(const Onnx__TensorProto *tp, const fy_tensor_source *src,
                                   fy_value **out);
 
-/* Build the IR for a decoded model (checks names, cycles, ops and opsets). */
+/* Build the IR of m->proto (load.c). */
 ferry_status fy_model_build(struct ferry_model *m);
+
+/* Decode ONNX bytes (copied as needed) and build the IR: names, cycles and opsets are checked;
+ * kernels are not bound yet. base_dir locates external data. */
+ferry_status fy_model_decode(const void *data, size_t size, const char *base_dir,
+                             struct ferry_model **out);
 
 #endif

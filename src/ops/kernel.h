@@ -24,20 +24,39 @@ typedef struct fy_kernel {
     int threads;
     double *flops;           /* add the FLOPs this node performed (for inspect/bench) */
     struct fy_pool *pool;    /* the session's buffer pool, used by fy_output */
+    void *state;             /* what the op's prepare() made for this node in this session */
 } fy_kernel;
 
 typedef ferry_status (*fy_kernel_fn)(fy_kernel *k);
 
-/* Registry entry; one per op, generated from ops.def. */
+/* The kernel accepts inputs in a backend's blocked layout (value->layout set); for every other
+ * kernel the executor converts such inputs to plain row-major first. */
+#define FY_OP_BLOCKED_INPUTS 1u
+
+/* Registry entry; one per kernel, generated from ops.def (reference kernels) and
+ * src/backends/backends.def (backend kernels, preferred when supports() accepts the node). */
 typedef struct fy_op {
     const char *domain; /* "" for ai.onnx */
     const char *name;
     int since;          /* lowest opset implemented */
     fy_kernel_fn run;
+    const char *backend; /* "reference", "dnnl", ... */
+    /* Optional hooks of backend kernels. supports: whether this kernel can run the node (NULL:
+     * always). prepare: per-session setup (reordered weights, cached primitives), its result
+     * reaching run() as k->state; release frees it. */
+    bool (*supports)(const fy_node *n, const fy_graph *g);
+    ferry_status (*prepare)(const fy_node *n, const fy_graph *g, void **state);
+    void (*release)(void *state);
+    unsigned flags;
 } fy_op;
 
-/* Look up (domain, name) for a model opset; NULL if ferry has no kernel. */
+/* Look up the reference kernel of (domain, name) for a model opset; NULL if there is none. */
 const fy_op *fy_op_find(const char *domain, const char *name, int opset);
+/* Whether a domain string names the default ONNX domain ("" or "ai.onnx"). */
+int fy_domain_is_onnx(const char *domain);
+/* The best kernel for a node of graph g: a backend kernel whose supports() accepts it, else
+ * the reference kernel (NULL if none). */
+const fy_op *fy_op_select(const fy_node *n, const fy_graph *g);
 /* Number of registered ops, and the i-th (for listings). */
 int fy_op_count(void);
 const fy_op *fy_op_at(int i);

@@ -128,8 +128,17 @@ DEFINE_AVGPOOL(double)
 /* Row sweeps for the common cases (max without indices, average): one output row at a time,
  * each kernel tap adds a strided input row over the outputs it reaches, so the inner loop has
  * no bounds checks. */
-#define ROW_SWEEP(T, INIT, ACC)                                                                    \
-    int64_t IH = w->in[1], IW = w->in[2], OW = w->out[2], s = w->stride[2];                        \
+#define ROW_SWEEP(T, INIT, ACC, ACC3)                                                              \
+    int64_t IH = w->in[1], IW = w->in[2], OW = w->out[2], s = w->stride[2], KW = w->kernel[2];     \
+    /* outputs [L, R) see all KW taps inside the row */                                            \
+    int64_t L = r->wlo[0], R = r->whi[0];                                                          \
+    for (int64_t kw = 1; kw < KW; kw++) {                                                          \
+        if (r->wlo[kw] > L) L = r->wlo[kw];                                                        \
+        if (r->whi[kw] < R) R = r->whi[kw];                                                        \
+    }                                                                                              \
+    if (R < L) R = L;                                                                              \
+    int fuse3 = KW == 3 && R > L;                                                                  \
+    int64_t k0 = -w->pad0[2], k1 = w->dil[2] - w->pad0[2], k2 = 2 * w->dil[2] - w->pad0[2];        \
     for (int64_t od = 0; od < w->out[0]; od++)                                                     \
         for (int64_t oh = 0; oh < w->out[1]; oh++) {                                               \
             T *yr = y + (od * w->out[1] + oh) * OW;                                                \
@@ -138,18 +147,40 @@ DEFINE_AVGPOOL(double)
                 int64_t id = r->start[0][od] + kd * w->dil[0];                                     \
                 for (int64_t kh = r->klo[1][oh]; kh < r->khi[1][oh]; kh++) {                       \
                     const T *xr = x + (id * IH + r->start[1][oh] + kh * w->dil[1]) * IW;           \
-                    for (int64_t kw = 0; kw < w->kernel[2]; kw++) {                                \
-                        int64_t off = kw * w->dil[2] - w->pad0[2], lo = r->wlo[kw],                \
-                                hi = r->whi[kw];                                                   \
+                    if (fuse3) {                                                                   \
                         if (s == 1) {                                                              \
-                            _Pragma("omp simd") for (int64_t o = lo; o < hi; o++) {                \
-                                T v = xr[o + off];                                                 \
-                                ACC;                                                               \
+                            _Pragma("omp simd") for (int64_t o = L; o < R; o++) {                  \
+                                T v0 = xr[o + k0], v1 = xr[o + k1], v2 = xr[o + k2];               \
+                                ACC3;                                                              \
                             }                                                                      \
                         } else {                                                                   \
-                            for (int64_t o = lo; o < hi; o++) {                                    \
-                                T v = xr[o * s + off];                                             \
-                                ACC;                                                               \
+                            for (int64_t o = L; o < R; o++) {                                      \
+                                T v0 = xr[o * s + k0], v1 = xr[o * s + k1], v2 = xr[o * s + k2];   \
+                                ACC3;                                                              \
+                            }                                                                      \
+                        }                                                                          \
+                    }                                                                              \
+                    for (int64_t kw = 0; kw < KW; kw++) {                                          \
+                        int64_t off = kw * w->dil[2] - w->pad0[2], lo = r->wlo[kw],                \
+                                hi = r->whi[kw];                                                   \
+                        /* with fuse3 only the edges [lo, L) and [R, hi) are left */               \
+                        for (int part = 0; part < 2; part++) {                                     \
+                            int64_t a = lo, e = hi;                                                \
+                            if (fuse3) {                                                           \
+                                a = part ? R : lo, e = part ? hi : L;                              \
+                            } else if (part) {                                                     \
+                                break;                                                             \
+                            }                                                                      \
+                            if (s == 1) {                                                          \
+                                _Pragma("omp simd") for (int64_t o = a; o < e; o++) {              \
+                                    T v = xr[o + off];                                             \
+                                    ACC;                                                           \
+                                }                                                                  \
+                            } else {                                                               \
+                                for (int64_t o = a; o < e; o++) {                                  \
+                                    T v = xr[o * s + off];                                         \
+                                    ACC;                                                           \
+                                }                                                                  \
                             }                                                                      \
                         }                                                                          \
                     }                                                                              \
@@ -162,7 +193,11 @@ DEFINE_AVGPOOL(double)
 #define DEFINE_MAXROWS(T, LOWEST)                                                                  \
     static void maxrows_##T(const T *x, T *y, const fy_window *w, const pool_ranges *r)            \
     {                                                                                              \
-        ROW_SWEEP(T, LOWEST, yr[o] = v > yr[o] ? v : yr[o])                                        \
+        ROW_SWEEP(T, LOWEST, yr[o] = v > yr[o] ? v : yr[o], {                                      \
+            T m = v0 > v1 ? v0 : v1;                                                               \
+            m = v2 > m ? v2 : m;                                                                   \
+            yr[o] = m > yr[o] ? m : yr[o];                                                         \
+        })                                        \
     }
 DEFINE_MAXROWS(float, -INFINITY)
 DEFINE_MAXROWS(double, -INFINITY)
@@ -183,7 +218,7 @@ DEFINE_MAXROWS(uint8_t, 0)
     static void avgrows_##T(const T *x, T *y, int count_pad, const fy_window *w,                   \
                             const pool_ranges *r)                                                  \
     {                                                                                              \
-        ROW_SWEEP(T, (T)0, yr[o] += v)                                                             \
+        ROW_SWEEP(T, (T)0, yr[o] += v, yr[o] += v0 + v1 + v2)                                                             \
     }
 DEFINE_AVGROWS(float)
 DEFINE_AVGROWS(double)
