@@ -183,8 +183,9 @@ typedef struct ferry_session_options {
     int threads; /* 0: one per core */
 } ferry_session_options;
 
-/* A session runs a model. It holds a reference to the model. A session may be used from one
- * thread at a time. */
+/* A session runs a model. It holds a reference to the model. ferry_session_run may be called
+ * from several threads at once: each call is its own run; the session's kernel state (prepared
+ * weights) and buffer pool are shared. */
 typedef struct ferry_session ferry_session;
 
 ferry_status ferry_session_create(ferry_model *m, const ferry_session_options *opts,
@@ -197,8 +198,25 @@ void ferry_session_free(ferry_session *s);
 ferry_status ferry_session_run(ferry_session *s, int n_inputs, const char *const *names,
                                ferry_value *const *inputs, ferry_value **outputs);
 
-/* Per-run statistics of the last run: FLOPs counted by the kernels that count them. */
+/* FLOPs of the last run (Conv, MatMul, Gemm and recurrent layers, from their real shapes). */
 double ferry_session_last_flops(const ferry_session *s);
+
+/* Profiling: while on, every run adds each node's calls and wall time to counters that are reset
+ * when profiling is switched on. Use one thread per session while profiling. */
+ferry_status ferry_session_set_profiling(ferry_session *s, int on);
+
+typedef struct ferry_node_profile {
+    const char *node;    /* node name */
+    const char *op;      /* op type */
+    const char *backend; /* "reference", "dnnl", ... */
+    int64_t calls;
+    double seconds;
+} ferry_node_profile;
+
+/* Calls fn once per node (subgraphs included) that ran while profiling; strings belong to the
+ * model. */
+void ferry_session_foreach_profile(const ferry_session *s,
+                                   void (*fn)(const ferry_node_profile *p, void *user), void *user);
 
 #ifdef __cplusplus
 }

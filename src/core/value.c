@@ -253,6 +253,7 @@ void fy_value_unref(fy_value *v)
 {
     if (!v || __atomic_sub_fetch(&v->refcount, 1, __ATOMIC_ACQ_REL) != 0) return;
     buffer_unref(v->buf);
+    if (v->layout && v->layout->release) v->layout->release(v->layout_desc);
     for (int64_t i = 0; i < v->seq_len; i++) fy_value_unref(v->items[i]);
     free(v->items);
     free(v);

@@ -22,6 +22,15 @@ typedef struct fy_buffer {
     struct fy_pool *pool; /* where data goes back when the buffer dies, or NULL: free() */
 } fy_buffer;
 
+/* A backend's memory layout (e.g. oneDNN's blocked nChw16c). A tensor with one keeps its
+ * logical dims in dims[] and its bytes in that layout; to_plain makes the row-major copy every
+ * other kernel expects (the executor calls it), release frees the layout's descriptor. */
+typedef struct fy_layout {
+    const char *name;
+    ferry_status (*to_plain)(const struct ferry_value *v, struct ferry_value **out);
+    void (*release)(void *desc);
+} fy_layout;
+
 struct ferry_value {
     int refcount;
     ferry_value_kind kind;
@@ -32,6 +41,8 @@ struct ferry_value {
     int64_t count;
     void *data;
     fy_buffer *buf;
+    const fy_layout *layout; /* NULL: plain row-major */
+    void *layout_desc;
     /* sequence */
     int64_t seq_len, seq_cap;
     struct ferry_value **items;

@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ops/kernel.h"
 #include "runtime/flops.h"
@@ -29,6 +30,25 @@ static void release_dead(fy_frame *f, const fy_node *nd, int index)
     }
 }
 
+/* Replace the value in slot v by its plain row-major form (backend layouts stay between the
+ * kernels that accept them; everyone else sees plain tensors). */
+static ferry_status make_plain(fy_value **slot)
+{
+    fy_value *v = *slot, *plain;
+    if (!v || v->kind != FERRY_VALUE_TENSOR || !v->layout) return FERRY_OK;
+    FY_CHECK(v->layout->to_plain(v, &plain));
+    fy_value_unref(v);
+    *slot = plain;
+    return FERRY_OK;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 static ferry_status run_node(fy_frame *f, int index)
 {
     const fy_node *nd = &f->g->nodes[index];
@@ -40,14 +60,26 @@ static ferry_status run_node(fy_frame *f, int index)
         rc = fy_error(FERRY_E_NOMEM, "out of memory");
         goto out;
     }
-    for (int j = 0; j < nd->n_inputs; j++) in[j] = nd->inputs[j] >= 0 ? f->env[nd->inputs[j]] : NULL;
+    int blocked_ok = nd->op->flags & FY_OP_BLOCKED_INPUTS;
+    for (int j = 0; j < nd->n_inputs; j++) {
+        int v = nd->inputs[j];
+        if (v >= 0 && !blocked_ok && (rc = make_plain(&f->env[v])) != FERRY_OK) goto out;
+        in[j] = v >= 0 ? f->env[v] : NULL;
+    }
     memset(out, 0, sizeof(fy_value *) * (nd->n_outputs ? nd->n_outputs : 1));
+    fy_run_ctx *run = f->run;
     fy_kernel k = {
         .node = nd, .n_inputs = nd->n_inputs, .inputs = in, .n_outputs = nd->n_outputs,
-        .outputs = out, .frame = f, .threads = f->threads, .flops = f->flops, .pool = f->pool,
+        .outputs = out, .frame = f, .threads = run->threads, .flops = &run->flops,
+        .pool = run->pool, .state = run->states ? run->states[nd->id] : NULL,
     };
+    double start = run->node_seconds ? now_seconds() : 0;
     rc = nd->op->run(&k);
-    if (rc == FERRY_OK && f->flops) *f->flops += fy_node_flops(nd, in, out);
+    if (run->node_seconds) {
+        run->node_seconds[nd->id] += now_seconds() - start;
+        run->node_calls[nd->id]++;
+    }
+    if (rc == FERRY_OK) run->flops += fy_node_flops(nd, in, out);
     for (int j = 0; j < nd->n_outputs; j++) {
         int v = nd->outputs[j];
         if (rc == FERRY_OK && v >= 0) {
@@ -64,12 +96,12 @@ out:
 }
 
 ferry_status fy_graph_exec(const fy_graph *g, fy_value *const *inputs, fy_value *const *outer,
-                           const fy_run_ctx *run, int depth, fy_value **outputs)
+                           fy_run_ctx *run, int depth, fy_value **outputs)
 {
     if (depth > FY_MAX_SUBGRAPH_DEPTH)
         return fy_error(FERRY_E_INVALID_ARG, "subgraphs nested deeper than %d at run time",
                         FY_MAX_SUBGRAPH_DEPTH);
-    fy_frame f = {.g = g, .threads = run->threads, .flops = run->flops, .depth = depth, .pool = run->pool};
+    fy_frame f = {.g = g, .run = run, .depth = depth};
     f.env = calloc(g->n_values + 1, sizeof(fy_value *));
     if (!f.env) return fy_error(FERRY_E_NOMEM, "out of memory");
     ferry_status rc = FERRY_OK;
@@ -88,6 +120,7 @@ ferry_status fy_graph_exec(const fy_graph *g, fy_value *const *inputs, fy_value 
     }
     for (int i = 0; i < g->n_outputs; i++) outputs[i] = NULL;
     for (int i = 0; i < g->n_outputs && rc == FERRY_OK; i++) {
+        if ((rc = make_plain(&f.env[g->outputs[i]])) != FERRY_OK) break;
         fy_value *v = f.env[g->outputs[i]];
         if (!v) {
             rc = fy_error(FERRY_E_INVALID_ARG, "graph output \"%s\" was not produced",
@@ -117,8 +150,7 @@ ferry_status fy_kernel_run_graph(fy_kernel *k, const fy_graph *g, int n_inputs,
     fy_value **outer = g->n_outer <= 32 ? outer_stack : malloc(sizeof(fy_value *) * g->n_outer);
     if (!outer) return fy_error(FERRY_E_NOMEM, "out of memory");
     for (int i = 0; i < g->n_outer; i++) outer[i] = k->frame->env[g->outer_src[i]];
-    fy_run_ctx run = {k->threads, k->flops, k->pool};
-    ferry_status rc = fy_graph_exec(g, inputs, outer, &run, k->frame->depth + 1, outputs);
+    ferry_status rc = fy_graph_exec(g, inputs, outer, k->frame->run, k->frame->depth + 1, outputs);
     if (outer != outer_stack) free(outer);
     if (rc != FERRY_OK)
         return fy_error_wrap(rc, "node \"%s\" (%s), subgraph \"%s\"", k->node->name,

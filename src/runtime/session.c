@@ -1,5 +1,6 @@
-/* session.c — ferry_session: binds caller tensors to graph inputs (checking kind, dtype and
- * declared shape), runs the graph, and hands back outputs the caller owns. */
+/* session.c — ferry_session: prepares per-node kernel state (a backend's reordered weights),
+ * binds caller tensors to graph inputs (checking kind, dtype and declared shape), runs the
+ * graph, and hands back outputs the caller owns. Optional per-node profiling. */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,16 +8,65 @@
 
 #include "core/pool.h"
 #include "onnx/model.h"
+#include "ops/kernel.h"
 #include "runtime/exec.h"
 
 struct ferry_session {
     struct ferry_model *model;
     int threads;
     double last_flops;
-    fy_pool *pool; /* intermediate tensors are recycled through it, run after run */
+    fy_pool *pool;         /* intermediate tensors are recycled through it, run after run */
+    const fy_node **nodes; /* by node id, subgraphs included */
+    void **states;         /* by node id: the kernel's prepare() result */
+    int64_t *node_calls;   /* profiling counters by node id, NULL when off */
+    double *node_seconds;
 };
 
 #define FY_POOL_MAX_CACHED (1ull << 30)
+
+static void index_nodes(ferry_session *s, const fy_graph *g)
+{
+    for (int i = 0; i < g->n_nodes; i++) {
+        const fy_node *n = &g->nodes[i];
+        s->nodes[n->id] = n;
+        for (int a = 0; a < n->n_attrs; a++) {
+            if (n->attrs[a].g) index_nodes(s, n->attrs[a].g);
+            for (int64_t j = 0; n->attrs[a].graphs && j < n->attrs[a].n; j++)
+                index_nodes(s, n->attrs[a].graphs[j]);
+        }
+    }
+}
+
+/* The graph that holds node n (prepare hooks look up initializers there). */
+static const fy_graph *graph_of(const fy_graph *g, const fy_node *n)
+{
+    if (n >= g->nodes && n < g->nodes + g->n_nodes) return g;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int a = 0; a < g->nodes[i].n_attrs; a++) {
+            const fy_attr *at = &g->nodes[i].attrs[a];
+            const fy_graph *found = at->g ? graph_of(at->g, n) : NULL;
+            for (int64_t j = 0; !found && at->graphs && j < at->n; j++) found = graph_of(at->graphs[j], n);
+            if (found) return found;
+        }
+    return NULL;
+}
+
+static ferry_status prepare_states(ferry_session *s)
+{
+    int n = s->model->n_node_ids;
+    s->nodes = calloc(n + 1, sizeof *s->nodes);
+    s->states = calloc(n + 1, sizeof *s->states);
+    if (!s->nodes || !s->states) return fy_error(FERRY_E_NOMEM, "out of memory");
+    index_nodes(s, s->model->graph);
+    for (int i = 0; i < n; i++) {
+        const fy_node *nd = s->nodes[i];
+        if (!nd || !nd->op->prepare) continue;
+        ferry_status rc = nd->op->prepare(nd, graph_of(s->model->graph, nd), &s->states[i]);
+        if (rc != FERRY_OK)
+            return fy_error_wrap(rc, "node \"%s\" (%s) on %s", nd->name, nd->op_type, nd->op->backend);
+    }
+    return FERRY_OK;
+}
 
 ferry_status ferry_session_create(ferry_model *m, const ferry_session_options *opts,
                                   ferry_session **out)
@@ -28,12 +78,14 @@ ferry_status ferry_session_create(ferry_model *m, const ferry_session_options *o
     ferry_session *s = calloc(1, sizeof *s);
     if (!s) return fy_error(FERRY_E_NOMEM, "out of memory");
     s->threads = opts && opts->threads > 0 ? opts->threads : omp_get_num_procs();
-    if (fy_pool_create(FY_POOL_MAX_CACHED, &s->pool) != FERRY_OK) {
-        free(s);
-        return FERRY_E_NOMEM;
-    }
     fy_model_ref(m);
     s->model = m;
+    ferry_status rc = fy_pool_create(FY_POOL_MAX_CACHED, &s->pool);
+    if (rc == FERRY_OK) rc = prepare_states(s);
+    if (rc != FERRY_OK) {
+        ferry_session_free(s);
+        return rc;
+    }
     *out = s;
     return FERRY_OK;
 }
@@ -41,6 +93,9 @@ ferry_status ferry_session_create(ferry_model *m, const ferry_session_options *o
 void ferry_session_free(ferry_session *s)
 {
     if (!s) return;
+    for (int i = 0; s->states && i < s->model->n_node_ids; i++)
+        if (s->states[i]) s->nodes[i]->op->release(s->states[i]);
+    free(s->states), free(s->nodes), free(s->node_calls), free(s->node_seconds);
     fy_model_unref(s->model);
     fy_pool_unref(s->pool);
     free(s);
@@ -114,10 +169,11 @@ ferry_status ferry_session_run(ferry_session *s, int n_inputs, const char *const
             rc = fy_error(FERRY_E_INVALID_ARG, "input \"%s\" is required", vi->name);
     }
     if (rc == FERRY_OK) {
-        s->last_flops = 0;
         omp_set_num_threads(s->threads);
-        fy_run_ctx run = {s->threads, &s->last_flops, s->pool};
+        fy_run_ctx run = {.threads = s->threads, .pool = s->pool, .states = s->states,
+                          .node_calls = s->node_calls, .node_seconds = s->node_seconds};
         rc = fy_graph_exec(g, bound, NULL, &run, 0, outputs);
+        s->last_flops = run.flops;
     }
     /* outputs that still point into the model's weights are copied: the caller may outlive it */
     for (int i = 0; rc == FERRY_OK && i < g->n_outputs; i++) {
@@ -138,4 +194,28 @@ ferry_status ferry_session_run(ferry_session *s, int n_inputs, const char *const
         }
     free(bound);
     return rc;
+}
+
+ferry_status ferry_session_set_profiling(ferry_session *s, int on)
+{
+    if (!s) return fy_error(FERRY_E_INVALID_ARG, "session is NULL");
+    free(s->node_calls), free(s->node_seconds);
+    s->node_calls = NULL, s->node_seconds = NULL;
+    if (!on) return FERRY_OK;
+    int n = s->model->n_node_ids;
+    s->node_calls = calloc(n + 1, sizeof *s->node_calls);
+    s->node_seconds = calloc(n + 1, sizeof *s->node_seconds);
+    if (!s->node_calls || !s->node_seconds) return fy_error(FERRY_E_NOMEM, "out of memory");
+    return FERRY_OK;
+}
+
+void ferry_session_foreach_profile(const ferry_session *s,
+                                   void (*fn)(const ferry_node_profile *p, void *user), void *user)
+{
+    for (int i = 0; s && s->node_calls && i < s->model->n_node_ids; i++) {
+        const fy_node *n = s->nodes[i];
+        if (!n || !s->node_calls[i]) continue;
+        ferry_node_profile p = {n->name, n->op_type, n->op->backend, s->node_calls[i], s->node_seconds[i]};
+        fn(&p, user);
+    }
 }
