@@ -5,7 +5,8 @@
 set -euo pipefail
 
 what=${1:-test}
-build_pkgs=(build-essential cmake pkg-config libprotobuf-c-dev protobuf-c-compiler libonnx-dev)
+build_pkgs=(build-essential cmake pkg-config libprotobuf-c-dev protobuf-c-compiler libonnx-dev
+            libdnnl-dev)
 test_pkgs=(libcmocka-dev libonnx-testdata python3-onnx python3-numpy python3-torch
            python3-torchvision dataset-fashion-mnist clang libclang-rt-14-dev)
 

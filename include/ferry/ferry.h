@@ -171,6 +171,8 @@ void ferry_model_foreach_op(const ferry_model *m,
 /* Flags for ferry_model_load_flags. */
 #define FERRY_LOAD_ALLOW_UNSUPPORTED 1u /* load even if some ops have no kernel (for inspect);
                                            sessions on such a model fail to be created */
+#define FERRY_LOAD_NO_OPTIMIZE 2u       /* keep the graph as the file has it (no folding or
+                                           fusion at load) */
 
 ferry_status ferry_model_load_flags(const char *path, unsigned flags, ferry_model **out);
 /* Newline-separated "Op (node "name", opset N)" list of ops without a kernel, or NULL when

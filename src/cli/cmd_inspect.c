@@ -148,7 +148,9 @@ int cmd_inspect(int argc, char **argv)
         return EXIT_USAGE;
     }
     ferry_model *m;
-    ferry_status rc = ferry_model_load_flags(path, FERRY_LOAD_ALLOW_UNSUPPORTED, &m);
+    /* the model as its file has it: no load-time folding or fusion */
+    ferry_status rc =
+        ferry_model_load_flags(path, FERRY_LOAD_ALLOW_UNSUPPORTED | FERRY_LOAD_NO_OPTIMIZE, &m);
     if (rc != FERRY_OK) return cli_fail("inspect", "cannot load model", rc);
     ferry_model_info info;
     ferry_model_get_info(m, &info);

@@ -13,6 +13,7 @@
 #include "backends/backend.h"
 #include "onnx/model.h"
 #include "ops/infer.h"
+#include "optimize/passes.h"
 
 /* Append `Op (node "name", opset N)` to the model's missing list, once per line. */
 static ferry_status note_missing(struct ferry_model *m, const fy_node *n)
@@ -50,7 +51,8 @@ static ferry_status load_bytes(const void *data, size_t size, const char *base_d
 {
     struct ferry_model *m;
     FY_CHECK(fy_model_decode(data, size, base_dir, &m));
-    ferry_status rc = bind_graph(m, m->graph);
+    ferry_status rc = fy_optimize_model(m, (flags & FERRY_LOAD_NO_OPTIMIZE) ? FY_OPT_NONE : FY_OPT_ALL);
+    if (rc == FERRY_OK) rc = bind_graph(m, m->graph);
     if (rc == FERRY_OK && m->missing_ops && !(flags & FERRY_LOAD_ALLOW_UNSUPPORTED))
         rc = fy_error(FERRY_E_UNSUPPORTED, "unsupported ops:\n%s", m->missing_ops);
     if (rc != FERRY_OK) {
