@@ -52,6 +52,7 @@ typedef struct fy_node {
     int opset;       /* the model's opset for the node's domain */
     int id;          /* unique in the model (subgraphs included): index of per-node state */
     const struct fy_op *op; /* bound by the runtime; NULL when no kernel exists */
+    int flops_kind;          /* how the runtime counts this node's FLOPs (runtime/flops.h) */
     int n_inputs;
     int *inputs;     /* value ids; -1 for an omitted optional input */
     int n_outputs;

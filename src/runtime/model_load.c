@@ -14,6 +14,7 @@
 #include "onnx/model.h"
 #include "ops/infer.h"
 #include "optimize/passes.h"
+#include "runtime/flops.h"
 
 /* Append `Op (node "name", opset N)` to the model's missing list, once per line. */
 static ferry_status note_missing(struct ferry_model *m, const fy_node *n)
@@ -36,6 +37,7 @@ static ferry_status bind_graph(struct ferry_model *m, fy_graph *g)
     for (int i = 0; i < g->n_nodes; i++) {
         fy_node *n = &g->nodes[i];
         n->op = fy_backend_select(n, g);
+        n->flops_kind = fy_flops_kind(n);
         if (!n->op) FY_CHECK(note_missing(m, n));
         for (int a = 0; a < n->n_attrs; a++) {
             const fy_attr *at = &n->attrs[a];
