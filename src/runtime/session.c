@@ -101,7 +101,12 @@ void ferry_session_free(ferry_session *s)
     free(s);
 }
 
-double ferry_session_last_flops(const ferry_session *s) { return s ? s->last_flops : 0; }
+double ferry_session_last_flops(const ferry_session *s)
+{
+    double f = 0;
+    if (s) __atomic_load(&s->last_flops, &f, __ATOMIC_RELAXED);
+    return f;
+}
 
 static ferry_status check_input(const fy_value_info *vi, const fy_value *v)
 {
@@ -173,7 +178,7 @@ ferry_status ferry_session_run(ferry_session *s, int n_inputs, const char *const
         fy_run_ctx run = {.threads = s->threads, .pool = s->pool, .states = s->states,
                           .node_calls = s->node_calls, .node_seconds = s->node_seconds};
         rc = fy_graph_exec(g, bound, NULL, &run, 0, outputs);
-        s->last_flops = run.flops;
+        __atomic_store(&s->last_flops, &run.flops, __ATOMIC_RELAXED); /* runs may be concurrent */
     }
     /* outputs that still point into the model's weights are copied: the caller may outlive it */
     for (int i = 0; rc == FERRY_OK && i < g->n_outputs; i++) {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <pthread.h>
 
 #include "ferry/ferry.h"
 #include "model_builder.h"
@@ -108,12 +109,97 @@ static void rejects_bad_feeds(void **state)
     ferry_model_free(m);
 }
 
+/* y = Relu(x · Wᵀ + b), x: [batch, 16], W: [8, 16] — enough arithmetic to race on. */
+static ferry_model *dense_model(void)
+{
+    const int64_t x_dims[] = {-1, 16}, w_dims[] = {8, 16}, b_dims[] = {8};
+    float w[8 * 16], b[8];
+    for (int i = 0; i < 8 * 16; i++) w[i] = (float)((i * 37) % 11) / 11.0f - 0.5f;
+    for (int i = 0; i < 8; i++) b[i] = 0.1f * (float)i - 0.3f;
+    mb_model *mb = mb_new(13);
+    mb_input(mb, "x", 1, 2, x_dims);
+    mb_initializer_f32(mb, "w", 2, w_dims, w);
+    mb_initializer_f32(mb, "b", 1, b_dims, b);
+    int gemm = mb_node(mb, "Gemm", "dense", "x,w,b", "h");
+    mb_attr_int(mb, gemm, "transB", 1);
+    mb_node(mb, "Relu", "relu", "h", "y");
+    mb_output(mb, "y");
+    size_t len;
+    uint8_t *bytes = mb_pack(mb, &len);
+    mb_free(mb);
+    ferry_model *m = NULL;
+    assert_int_equal(ferry_model_load_memory(bytes, len, NULL, &m), FERRY_OK);
+    free(bytes);
+    return m;
+}
+
+typedef struct worker {
+    ferry_session *s;
+    int seed, failures;
+    float expected[4][8]; /* outputs for batch rows 0..3 computed single-threaded */
+} worker;
+
+static void fill_input(ferry_value *x, int seed)
+{
+    float *d = ferry_tensor_data(x);
+    for (int i = 0; i < 4 * 16; i++) d[i] = (float)(((i + seed) * 7919) % 101) / 50.0f - 1.0f;
+}
+
+static void *run_many(void *arg)
+{
+    worker *w = arg;
+    int64_t dims[] = {4, 16};
+    ferry_value *x;
+    if (ferry_tensor_create(FERRY_DTYPE_F32, 2, dims, &x) != FERRY_OK) {
+        w->failures++;
+        return NULL;
+    }
+    fill_input(x, w->seed);
+    const char *names[] = {"x"};
+    for (int it = 0; it < 300; it++) {
+        ferry_value *y = NULL;
+        if (ferry_session_run(w->s, 1, names, &x, &y) != FERRY_OK ||
+            memcmp(ferry_tensor_cdata(y), w->expected, sizeof w->expected) != 0)
+            w->failures++;
+        ferry_value_free(y);
+    }
+    ferry_value_free(x);
+    return NULL;
+}
+
+static void concurrent_runs_share_a_session(void **state)
+{
+    ferry_model *m = dense_model();
+    ferry_session *s;
+    assert_int_equal(ferry_session_create(m, &(ferry_session_options){.threads = 1}, &s), FERRY_OK);
+    worker workers[4];
+    int64_t dims[] = {4, 16};
+    for (int t = 0; t < 4; t++) {
+        workers[t] = (worker){.s = s, .seed = t * 13};
+        ferry_value *x, *y;
+        assert_int_equal(ferry_tensor_create(FERRY_DTYPE_F32, 2, dims, &x), FERRY_OK);
+        fill_input(x, workers[t].seed);
+        const char *names[] = {"x"};
+        assert_int_equal(ferry_session_run(s, 1, names, &x, &y), FERRY_OK);
+        memcpy(workers[t].expected, ferry_tensor_cdata(y), sizeof workers[t].expected);
+        ferry_value_free(x);
+        ferry_value_free(y);
+    }
+    pthread_t threads[4];
+    for (int t = 0; t < 4; t++) assert_int_equal(pthread_create(&threads[t], NULL, run_many, &workers[t]), 0);
+    for (int t = 0; t < 4; t++) pthread_join(threads[t], NULL);
+    for (int t = 0; t < 4; t++) assert_int_equal(workers[t].failures, 0);
+    ferry_session_free(s);
+    ferry_model_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(runs_any_batch),
         cmocka_unit_test(outputs_outlive_model),
         cmocka_unit_test(rejects_bad_feeds),
+        cmocka_unit_test(concurrent_runs_share_a_session),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
