@@ -7,7 +7,9 @@
 #include "ops/kernel.h"
 #include "ops/nn_util.h"
 
-#define WIN_MAX_ATTR ((int64_t)1 << 30) /* bound on sizes, strides, pads: products stay in int64 */
+#define WIN_MAX_ATTR                                                                               \
+    ((int64_t)1 << 30) /* bound on sizes, strides, pads: products stay in int64                    \
+                        */
 
 /* ---- geometry ---------------------------------------------------------------------------- */
 
@@ -24,8 +26,10 @@ static ferry_status read_ints(const fy_kernel *k, const char *name, int n, int o
                                name, (long long)len, n);
     for (int i = 0; i < n; i++) {
         if (v[i] < lo || v[i] > WIN_MAX_ATTR)
-            return fy_kernel_error(k, FERRY_E_INVALID_ARG, "attribute %s[%d] = %lld is out of "
-                                   "range", name, i, (long long)v[i]);
+            return fy_kernel_error(k, FERRY_E_INVALID_ARG,
+                                   "attribute %s[%d] = %lld is out of "
+                                   "range",
+                                   name, i, (long long)v[i]);
         dst[off + i] = v[i];
     }
     return FERRY_OK;
@@ -35,11 +39,16 @@ static ferry_status read_ints(const fy_kernel *k, const char *name, int n, int o
 static ferry_status read_auto_pad(const fy_kernel *k, int *mode)
 {
     const char *s = fy_attr_string(k, "auto_pad", "NOTSET");
-    if (!strcmp(s, "NOTSET") || !*s) *mode = 0;
-    else if (!strcmp(s, "SAME_UPPER")) *mode = 1;
-    else if (!strcmp(s, "SAME_LOWER")) *mode = 2;
-    else if (!strcmp(s, "VALID")) *mode = 3;
-    else return fy_kernel_error(k, FERRY_E_INVALID_ARG, "unknown auto_pad \"%s\"", s);
+    if (!strcmp(s, "NOTSET") || !*s)
+        *mode = 0;
+    else if (!strcmp(s, "SAME_UPPER"))
+        *mode = 1;
+    else if (!strcmp(s, "SAME_LOWER"))
+        *mode = 2;
+    else if (!strcmp(s, "VALID"))
+        *mode = 3;
+    else
+        return fy_kernel_error(k, FERRY_E_INVALID_ARG, "unknown auto_pad \"%s\"", s);
     return FERRY_OK;
 }
 
@@ -48,7 +57,8 @@ static ferry_status check_input_rank(const fy_kernel *k, const fy_value *x)
     if (x->rank < 3 || x->rank > 2 + FY_WIN_DIMS)
         return fy_kernel_error(k, x->rank < 3 ? FERRY_E_SHAPE : FERRY_E_UNSUPPORTED,
                                "input has rank %d; N x C x D1.. with 1 to %d spatial dims is "
-                               "supported", x->rank, FY_WIN_DIMS);
+                               "supported",
+                               x->rank, FY_WIN_DIMS);
     return FERRY_OK;
 }
 
@@ -81,7 +91,8 @@ ferry_status fy_window_init(const fy_kernel *k, const fy_value *x, const int64_t
     } else if (kernel) {
         for (int i = 0; i < nsp; i++)
             if (kernel[i] != w->kernel[off + i])
-                return fy_kernel_error(k, FERRY_E_SHAPE, "kernel_shape does not match the "
+                return fy_kernel_error(k, FERRY_E_SHAPE,
+                                       "kernel_shape does not match the "
                                        "weights");
     }
     FY_CHECK(read_ints(k, "strides", nsp, off, 1, w->stride, &present));
@@ -89,7 +100,8 @@ ferry_status fy_window_init(const fy_kernel *k, const fy_value *x, const int64_t
     int64_t pads[2 * FY_WIN_DIMS];
     FY_CHECK(read_ints(k, "pads", 2 * nsp, 0, 0, pads, &present));
     if (present)
-        for (int i = 0; i < nsp; i++) w->pad0[off + i] = pads[i], w->pad1[off + i] = pads[nsp + i];
+        for (int i = 0; i < nsp; i++)
+            w->pad0[off + i] = pads[i], w->pad1[off + i] = pads[nsp + i];
     FY_CHECK(read_auto_pad(k, &mode));
 
     for (int i = off; i < FY_WIN_DIMS; i++) {
@@ -105,8 +117,10 @@ ferry_status fy_window_init(const fy_kernel *k, const fy_value *x, const int64_t
         if (mode == 3) w->pad0[i] = w->pad1[i] = 0;
         int64_t span = in + w->pad0[i] + w->pad1[i] - ext;
         if (span < 0)
-            return fy_kernel_error(k, FERRY_E_SHAPE, "window of %lld does not fit input size %lld "
-                                   "plus padding", (long long)ext, (long long)in);
+            return fy_kernel_error(k, FERRY_E_SHAPE,
+                                   "window of %lld does not fit input size %lld "
+                                   "plus padding",
+                                   (long long)ext, (long long)in);
         w->out[i] = (ceil_mode ? span + s - 1 : span) / s + 1;
         /* a last window starting inside the end padding is dropped, as in PyTorch */
         if (ceil_mode && (w->out[i] - 1) * s >= in + w->pad0[i]) w->out[i]--;
@@ -139,8 +153,9 @@ static void valid_range(int64_t n_out, int64_t in, int64_t s, int64_t p, int64_t
         int64_t KD = w->kernel[0], KH = w->kernel[1], KW = w->kernel[2];                           \
         int64_t OH = w->out[1], OW = w->out[2], H = w->in[1], W = w->in[2];                        \
         int64_t plane = w->in[0] * H * W, ncols = (r1 - r0) * OW, nrows = channels * KD * KH * KW; \
-        _Pragma("omp parallel for if (nrows * ncols > 65536 && !omp_in_parallel())")             \
-        for (int64_t row = 0; row < nrows; row++) {                                                \
+        int par = nrows * ncols > 65536 && !omp_in_parallel();                                     \
+        _Pragma("omp parallel for if (par)") for (int64_t row = 0; row < nrows; row++)             \
+        {                                                                                          \
             int64_t kw = row % KW, kh = row / KW % KH, kd = row / (KW * KH) % KD;                  \
             int64_t c = row / (KW * KH * KD);                                                      \
             const T *xc = x + c * plane;                                                           \
@@ -157,11 +172,15 @@ static void valid_range(int64_t n_out, int64_t in, int64_t s, int64_t p, int64_t
                 }                                                                                  \
                 const T *src = xc + (id * H + ih) * W + kw * w->dil[2] - w->pad0[2];               \
                 int64_t s = w->stride[2];                                                          \
-                for (int64_t o = 0; o < lo; o++) dst[o] = 0;                                       \
-                if (s == 1) memcpy(dst + lo, src + lo, sizeof(T) * (size_t)(hi - lo));             \
+                for (int64_t o = 0; o < lo; o++)                                                   \
+                    dst[o] = 0;                                                                    \
+                if (s == 1)                                                                        \
+                    memcpy(dst + lo, src + lo, sizeof(T) * (size_t)(hi - lo));                     \
                 else                                                                               \
-                    for (int64_t o = lo; o < hi; o++) dst[o] = src[o * s];                         \
-                for (int64_t o = hi; o < OW; o++) dst[o] = 0;                                      \
+                    for (int64_t o = lo; o < hi; o++)                                              \
+                        dst[o] = src[o * s];                                                       \
+                for (int64_t o = hi; o < OW; o++)                                                  \
+                    dst[o] = 0;                                                                    \
             }                                                                                      \
         }                                                                                          \
     }
@@ -184,7 +203,8 @@ DEFINE_IM2COL(double)
         if (L > OW) L = OW;                                                                        \
         if (R > OW) R = OW;                                                                        \
         if (R < L) R = L;                                                                          \
-        int64_t off[DIRECT_MAX_TAPS], kwo[DIRECT_MAX_TAPS], k0 = -pw, k1 = dw - pw, k2 = 2 * dw - pw; \
+        int64_t off[DIRECT_MAX_TAPS], kwo[DIRECT_MAX_TAPS];                                        \
+        int64_t k0 = -pw, k1 = dw - pw, k2 = 2 * dw - pw;                                          \
         T wt[DIRECT_MAX_TAPS];                                                                     \
         for (int64_t od = 0; od < OD; od++)                                                        \
             for (int64_t oh = 0; oh < OH; oh++) {                                                  \
@@ -222,7 +242,8 @@ DEFINE_IM2COL(double)
                     } else if (KW == 3) {                                                          \
                         T w0 = wt[t], w1 = wt[t + 1], w2 = wt[t + 2];                              \
                         for (int64_t o = L; o < R; o++)                                            \
-                            yr[o] += w0 * xr[o * s + k0] + w1 * xr[o * s + k1] + w2 * xr[o * s + k2]; \
+                            yr[o] +=                                                               \
+                                w0 * xr[o * s + k0] + w1 * xr[o * s + k1] + w2 * xr[o * s + k2];   \
                     } else {                                                                       \
                         for (int64_t kw = 0; kw < KW; kw++) {                                      \
                             T wv = wt[t + kw];                                                     \
@@ -231,7 +252,8 @@ DEFINE_IM2COL(double)
                                 _Pragma("omp simd") for (int64_t o = L; o < R; o++) yr[o] +=       \
                                     wv * xr[o + kk];                                               \
                             } else {                                                               \
-                                for (int64_t o = L; o < R; o++) yr[o] += wv * xr[o * s + kk];      \
+                                for (int64_t o = L; o < R; o++)                                    \
+                                    yr[o] += wv * xr[o * s + kk];                                  \
                             }                                                                      \
                         }                                                                          \
                     }                                                                              \
@@ -249,8 +271,8 @@ static ferry_status gemm_float(int ta, int tb, int64_t M, int64_t N, int64_t K, 
 }
 
 static ferry_status gemm_double(int ta, int tb, int64_t M, int64_t N, int64_t K, const double *A,
-                                int64_t lda, const double *B, int64_t ldb, double beta,
-                                double *C, int64_t ldc)
+                                int64_t lda, const double *B, int64_t ldb, double beta, double *C,
+                                int64_t ldc)
 {
     return fy_dgemm(ta, tb, M, N, K, 1.0, A, lda, B, ldb, beta, C, ldc);
 }
@@ -259,27 +281,30 @@ static ferry_status gemm_double(int ta, int tb, int64_t M, int64_t N, int64_t K,
 
 /* Conv over typed buffers: x [N,C,in...], w [M,C/g,k...], b [M] or NULL, y [N,M,out...]. */
 #define DEFINE_CONV(T)                                                                             \
-    static ferry_status conv_##T(const T *x, const T *wt, const T *b, T *y, int64_t N,            \
-                                 int64_t C, int64_t M, int64_t group, const fy_window *w)          \
+    static ferry_status conv_##T(const T *x, const T *wt, const T *b, T *y, int64_t N, int64_t C,  \
+                                 int64_t M, int64_t group, const fy_window *w)                     \
     {                                                                                              \
         int64_t Cg = C / group, Mg = M / group;                                                    \
         int64_t Ksp = w->kernel[0] * w->kernel[1] * w->kernel[2];                                  \
-        int64_t Isp = w->in[0] * w->in[1] * w->in[2], Osp = w->out[0] * w->out[1] * w->out[2];    \
+        int64_t Isp = w->in[0] * w->in[1] * w->in[2], Osp = w->out[0] * w->out[1] * w->out[2];     \
         int64_t rows = Cg * Ksp, OW = w->out[2], nrow_out = w->out[0] * w->out[1];                 \
         if (Cg == 1 && Ksp <= DIRECT_MAX_TAPS) {                                                   \
-            _Pragma("omp parallel for schedule(static) if (N * M * Osp * Ksp > 32768)")            \
-            for (int64_t nm = 0; nm < N * M; nm++) {                                               \
+            int par = N * M * Osp * Ksp > 32768;                                                   \
+            _Pragma("omp parallel for schedule(static) if (par)") for (int64_t nm = 0; nm < N * M; \
+                                                                       nm++)                       \
+            {                                                                                      \
                 int64_t n = nm / M, m = nm % M;                                                    \
                 T *yp = y + nm * Osp;                                                              \
                 T bv = b ? b[m] : (T)0;                                                            \
-                for (int64_t o = 0; o < Osp; o++) yp[o] = bv;                                      \
+                for (int64_t o = 0; o < Osp; o++)                                                  \
+                    yp[o] = bv;                                                                    \
                 direct_##T(x + (n * C + m / Mg) * Isp, wt + m * Ksp, yp, w);                       \
             }                                                                                      \
             return FERRY_OK;                                                                       \
         }                                                                                          \
         int pointwise = Ksp == 1;                                                                  \
         for (int i = 0; i < FY_WIN_DIMS; i++)                                                      \
-            if (w->stride[i] != 1 || w->pad0[i] != 0 || w->pad1[i] != 0) pointwise = 0;           \
+            if (w->stride[i] != 1 || w->pad0[i] != 0 || w->pad1[i] != 0) pointwise = 0;            \
         int64_t chunk = nrow_out; /* output rows per im2col pass */                                \
         if (!pointwise && rows * Osp * (int64_t)sizeof(T) > IM2COL_BYTES) {                        \
             chunk = IM2COL_BYTES / ((int64_t)sizeof(T) * rows * OW);                               \
@@ -302,14 +327,15 @@ static ferry_status gemm_double(int ta, int tb, int64_t M, int64_t N, int64_t K,
                 for (int64_t r0 = 0; r0 < nrow_out && rc == FERRY_OK; r0 += chunk) {               \
                     int64_t r1 = r0 + chunk < nrow_out ? r0 + chunk : nrow_out;                    \
                     im2col_##T(xg, Cg, w, r0, r1, col);                                            \
-                    rc = gemm_##T(0, 0, Mg, (r1 - r0) * OW, rows, wg, rows, col, (r1 - r0) * OW,  \
+                    rc = gemm_##T(0, 0, Mg, (r1 - r0) * OW, rows, wg, rows, col, (r1 - r0) * OW,   \
                                   0, yg + r0 * OW, Osp);                                           \
                 }                                                                                  \
             }                                                                                      \
         free(col);                                                                                 \
         if (rc == FERRY_OK && b) {                                                                 \
-            _Pragma("omp parallel for if (N * M * Osp > 65536)")                                   \
-            for (int64_t nm = 0; nm < N * M; nm++) {                                               \
+            int par = N * M * Osp > 65536;                                                         \
+            _Pragma("omp parallel for if (par)") for (int64_t nm = 0; nm < N * M; nm++)            \
+            {                                                                                      \
                 T bv = b[nm % M], *yp = y + nm * Osp;                                              \
                 _Pragma("omp simd") for (int64_t o = 0; o < Osp; o++) yp[o] += bv;                 \
             }                                                                                      \
@@ -343,7 +369,8 @@ static ferry_status float_views(const fy_kernel *k, const fy_value *x, const fy_
 
 static void free_views(conv_io *io)
 {
-    for (int i = 0; i < 3; i++) free(io->own[i]);
+    for (int i = 0; i < 3; i++)
+        free(io->own[i]);
 }
 
 static ferry_status check_conv_inputs(const fy_kernel *k, const fy_value **x, const fy_value **w,
@@ -370,15 +397,17 @@ ferry_status fy_op_Conv(fy_kernel *k)
     int64_t N = x->dims[0], C = x->dims[1], M = w->dims[0];
     int64_t group = fy_attr_int(k, "group", 1);
     if (group < 1 || C % group != 0 || M % group != 0 || w->dims[1] * group != C)
-        return fy_kernel_error(k, FERRY_E_SHAPE, "group %lld does not fit %lld input channels, "
-                               "%lld filters of %lld channels", (long long)group, (long long)C,
-                               (long long)M, (long long)w->dims[1]);
+        return fy_kernel_error(k, FERRY_E_SHAPE,
+                               "group %lld does not fit %lld input channels, "
+                               "%lld filters of %lld channels",
+                               (long long)group, (long long)C, (long long)M, (long long)w->dims[1]);
     if (b && (b->rank != 1 || b->dims[0] != M))
         return fy_kernel_error(k, FERRY_E_SHAPE, "B must have shape [%lld]", (long long)M);
     fy_window win;
     FY_CHECK(fy_window_init(k, x, w->dims + 2, 1, 0, &win));
     int64_t odims[2 + FY_WIN_DIMS] = {N, M};
-    for (int i = 0; i < win.nsp; i++) odims[2 + i] = win.out[FY_WIN_DIMS - win.nsp + i];
+    for (int i = 0; i < win.nsp; i++)
+        odims[2 + i] = win.out[FY_WIN_DIMS - win.nsp + i];
     fy_value *y;
     FY_CHECK(fy_output(k, 0, x->dtype, x->rank, odims, &y));
     if (y->count == 0) return FERRY_OK;
@@ -396,8 +425,8 @@ ferry_status fy_op_Conv(fy_kernel *k)
     if (x->dtype == FERRY_DTYPE_F64) {
         rc = conv_double(io.x, io.w, io.b, y->data, N, C, M, group, &win);
     } else {
-        float *py = x->dtype == FERRY_DTYPE_F32 ? y->data
-                                                 : malloc(sizeof(float) * (size_t)y->count);
+        float *py =
+            x->dtype == FERRY_DTYPE_F32 ? y->data : malloc(sizeof(float) * (size_t)y->count);
         if (!py) {
             rc = fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
             goto out;
@@ -422,8 +451,9 @@ out:
         int64_t ID = w->in[0], IH = w->in[1], IW = w->in[2];                                       \
         int64_t OD = w->out[0], OH = w->out[1], OW = w->out[2];                                    \
         int64_t Ksp = KD * KH * KW, Isp = ID * IH * IW, Osp = OD * OH * OW;                        \
-        _Pragma("omp parallel for if (channels > 1 && channels * Ksp * Isp > 65536)")             \
-        for (int64_t c = 0; c < channels; c++) {                                                   \
+        int par = channels > 1 && channels * Ksp * Isp > 65536;                                    \
+        _Pragma("omp parallel for if (par)") for (int64_t c = 0; c < channels; c++)                \
+        {                                                                                          \
             T *yc = y + c * Osp;                                                                   \
             for (int64_t kidx = 0; kidx < Ksp; kidx++) {                                           \
                 int64_t kw = kidx % KW, kh = kidx / KW % KH, kd = kidx / (KW * KH);                \
@@ -449,14 +479,14 @@ DEFINE_COL2IM(float)
 DEFINE_COL2IM(double)
 
 #define DEFINE_CONVT(T)                                                                            \
-    static ferry_status convt_##T(const T *x, const T *wt, const T *b, T *y, int64_t N,           \
-                                  int64_t C, int64_t M, int64_t group, const fy_window *w)         \
+    static ferry_status convt_##T(const T *x, const T *wt, const T *b, T *y, int64_t N, int64_t C, \
+                                  int64_t M, int64_t group, const fy_window *w)                    \
     {                                                                                              \
         int64_t Cg = C / group, Mg = M / group;                                                    \
         int64_t Ksp = w->kernel[0] * w->kernel[1] * w->kernel[2];                                  \
-        int64_t Isp = w->in[0] * w->in[1] * w->in[2], Osp = w->out[0] * w->out[1] * w->out[2];    \
-        T *col = malloc(sizeof(T) * (size_t)(Mg * Ksp * Isp + 1));                                     \
-        if (!col) return fy_error(FERRY_E_NOMEM, "out of memory for the column buffer");          \
+        int64_t Isp = w->in[0] * w->in[1] * w->in[2], Osp = w->out[0] * w->out[1] * w->out[2];     \
+        T *col = malloc(sizeof(T) * (size_t)(Mg * Ksp * Isp + 1));                                 \
+        if (!col) return fy_error(FERRY_E_NOMEM, "out of memory for the column buffer");           \
         ferry_status rc = FERRY_OK;                                                                \
         memset(y, 0, sizeof(T) * (size_t)(N * M * Osp));                                           \
         for (int64_t n = 0; n < N && rc == FERRY_OK; n++)                                          \
@@ -469,7 +499,8 @@ DEFINE_COL2IM(double)
         if (b)                                                                                     \
             for (int64_t nm = 0; nm < N * M; nm++) {                                               \
                 T bv = b[nm % M], *yp = y + nm * Osp;                                              \
-                for (int64_t o = 0; o < Osp; o++) yp[o] += bv;                                     \
+                for (int64_t o = 0; o < Osp; o++)                                                  \
+                    yp[o] += bv;                                                                   \
             }                                                                                      \
         return rc;                                                                                 \
     }
@@ -483,8 +514,10 @@ ferry_status fy_op_ConvTranspose(fy_kernel *k)
     int64_t N = x->dims[0], C = x->dims[1];
     int64_t group = fy_attr_int(k, "group", 1);
     if (group < 1 || C % group != 0 || w->dims[0] != C)
-        return fy_kernel_error(k, FERRY_E_SHAPE, "W must be [C=%lld, M/group, k...] with C "
-                               "divisible by group %lld", (long long)C, (long long)group);
+        return fy_kernel_error(k, FERRY_E_SHAPE,
+                               "W must be [C=%lld, M/group, k...] with C "
+                               "divisible by group %lld",
+                               (long long)C, (long long)group);
     int64_t M = w->dims[1] * group;
     if (b && (b->rank != 1 || b->dims[0] != M))
         return fy_kernel_error(k, FERRY_E_SHAPE, "B must have shape [%lld]", (long long)M);
@@ -492,7 +525,8 @@ ferry_status fy_op_ConvTranspose(fy_kernel *k)
     fy_window win;
     window_reset(&win, x);
     int nsp = win.nsp, off = FY_WIN_DIMS - nsp, present, mode, has_os;
-    for (int i = 0; i < nsp; i++) win.kernel[off + i] = w->dims[2 + i];
+    for (int i = 0; i < nsp; i++)
+        win.kernel[off + i] = w->dims[2 + i];
     int64_t ks[FY_WIN_DIMS];
     FY_CHECK(read_ints(k, "kernel_shape", nsp, 0, 1, ks, &present));
     for (int i = 0; present && i < nsp; i++)
@@ -503,7 +537,8 @@ ferry_status fy_op_ConvTranspose(fy_kernel *k)
     int64_t pads[2 * FY_WIN_DIMS], opad[FY_WIN_DIMS] = {0, 0, 0}, oshape[2 + FY_WIN_DIMS];
     FY_CHECK(read_ints(k, "pads", 2 * nsp, 0, 0, pads, &present));
     if (present)
-        for (int i = 0; i < nsp; i++) win.pad0[off + i] = pads[i], win.pad1[off + i] = pads[nsp + i];
+        for (int i = 0; i < nsp; i++)
+            win.pad0[off + i] = pads[i], win.pad1[off + i] = pads[nsp + i];
     FY_CHECK(read_ints(k, "output_padding", nsp, 0, 0, opad, &present));
     FY_CHECK(read_auto_pad(k, &mode));
     /* output_shape may list the spatial dims or the whole shape */
@@ -540,7 +575,8 @@ ferry_status fy_op_ConvTranspose(fy_kernel *k)
         }
     }
     int64_t odims[2 + FY_WIN_DIMS] = {N, M};
-    for (int i = 0; i < nsp; i++) odims[2 + i] = win.out[off + i];
+    for (int i = 0; i < nsp; i++)
+        odims[2 + i] = win.out[off + i];
     fy_value *y;
     FY_CHECK(fy_output(k, 0, x->dtype, x->rank, odims, &y));
     if (y->count == 0) return FERRY_OK;
@@ -553,8 +589,8 @@ ferry_status fy_op_ConvTranspose(fy_kernel *k)
     if (x->dtype == FERRY_DTYPE_F64) {
         rc = convt_double(io.x, io.w, io.b, y->data, N, C, M, group, &win);
     } else {
-        float *py = x->dtype == FERRY_DTYPE_F32 ? y->data
-                                                 : malloc(sizeof(float) * (size_t)y->count);
+        float *py =
+            x->dtype == FERRY_DTYPE_F32 ? y->data : malloc(sizeof(float) * (size_t)y->count);
         if (!py) {
             rc = fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
             goto out;

@@ -18,11 +18,11 @@
  * elsewhere). Threads take whole column (or row) strips of C from a dynamic queue and run the
  * serial algorithm on them: no barriers inside, which matters when cores are oversubscribed. */
 
-#define GEMM_MR 6
-#define GEMM_NR 16
-#define GEMM_KC 256            /* depth of a packed block: a B micro-panel is 16 KiB (L1) */
-#define GEMM_MC 48             /* rows of A swept over one B micro-panel */
-#define GEMM_NC 1024           /* columns of a packed B block (1 MiB, about an L2) */
+#define GEMM_MR      6
+#define GEMM_NR      16
+#define GEMM_KC      256       /* depth of a packed block: a B micro-panel is 16 KiB (L1) */
+#define GEMM_MC      48        /* rows of A swept over one B micro-panel */
+#define GEMM_NC      1024      /* columns of a packed B block (1 MiB, about an L2) */
 #define GEMM_PAR_MIN (1 << 17) /* M*N*K below which threads cost more than they give */
 
 typedef float v8sf __attribute__((vector_size(32)));
@@ -45,8 +45,7 @@ static inline __attribute__((always_inline)) void micro_kernel(int64_t kc, const
     v8sf c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0};
     for (int64_t p = 0; p < kc; p++) {
         v8sf b0 = *(const v8sf *)b, b1 = *(const v8sf *)(b + 8);
-        float a0 = a[0], a1 = a[rs], a2 = a[2 * rs], a3 = a[3 * rs], a4 = a[4 * rs],
-              a5 = a[5 * rs];
+        float a0 = a[0], a1 = a[rs], a2 = a[2 * rs], a3 = a[3 * rs], a4 = a[4 * rs], a5 = a[5 * rs];
         c00 += a0 * b0, c01 += a0 * b1;
         c10 += a1 * b0, c11 += a1 * b1;
         c20 += a2 * b0, c21 += a2 * b1;
@@ -56,18 +55,25 @@ static inline __attribute__((always_inline)) void micro_kernel(int64_t kc, const
         a += cs, b += GEMM_NR;
     }
     if (mr == GEMM_MR && nr == GEMM_NR) {
-#define STORE_ROW(i)                                                                               \
-    *(v8sf_u *)(c + (i) * ldc) += c##i##0;                                                         \
-    *(v8sf_u *)(c + (i) * ldc + 8) += c##i##1;
-        STORE_ROW(0) STORE_ROW(1) STORE_ROW(2) STORE_ROW(3) STORE_ROW(4) STORE_ROW(5)
-#undef STORE_ROW
+        *(v8sf_u *)(c + 0 * ldc) += c00;
+        *(v8sf_u *)(c + 0 * ldc + 8) += c01;
+        *(v8sf_u *)(c + 1 * ldc) += c10;
+        *(v8sf_u *)(c + 1 * ldc + 8) += c11;
+        *(v8sf_u *)(c + 2 * ldc) += c20;
+        *(v8sf_u *)(c + 2 * ldc + 8) += c21;
+        *(v8sf_u *)(c + 3 * ldc) += c30;
+        *(v8sf_u *)(c + 3 * ldc + 8) += c31;
+        *(v8sf_u *)(c + 4 * ldc) += c40;
+        *(v8sf_u *)(c + 4 * ldc + 8) += c41;
+        *(v8sf_u *)(c + 5 * ldc) += c50;
+        *(v8sf_u *)(c + 5 * ldc + 8) += c51;
         return;
     }
-    v8sf t[GEMM_MR][2] = {{c00, c01}, {c10, c11}, {c20, c21},
-                          {c30, c31}, {c40, c41}, {c50, c51}};
+    v8sf t[GEMM_MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
     for (int i = 0; i < mr; i++) {
         const float *ti = (const float *)t[i];
-        for (int j = 0; j < nr; j++) c[i * ldc + j] += ti[j];
+        for (int j = 0; j < nr; j++)
+            c[i * ldc + j] += ti[j];
     }
 }
 
@@ -78,23 +84,24 @@ static inline __attribute__((always_inline)) void micro_kernel(int64_t kc, const
     if (!packed && mfull < m) {                                                                    \
         for (int64_t p = 0; p < kc; p++)                                                           \
             for (int64_t i = 0; i < GEMM_MR; i++)                                                  \
-                edge[p * GEMM_MR + i] = mfull + i < m ? A[(mfull + i) * rs + p * cs] : 0.0f;      \
+                edge[p * GEMM_MR + i] = mfull + i < m ? A[(mfull + i) * rs + p * cs] : 0.0f;       \
     }                                                                                              \
     for (int64_t j = 0; j < n; j += GEMM_NR) {                                                     \
         int nr = n - j < GEMM_NR ? (int)(n - j) : GEMM_NR;                                         \
         const float *bp = Bp + j * kc;                                                             \
         for (int64_t i = 0; i < m; i += GEMM_MR) {                                                 \
             int mr = m - i < GEMM_MR ? (int)(m - i) : GEMM_MR;                                     \
-            if (packed) micro_kernel(kc, A + i * kc, 1, GEMM_MR, bp, C + i * ldc + j, ldc, mr, nr); \
+            if (packed)                                                                            \
+                micro_kernel(kc, A + i * kc, 1, GEMM_MR, bp, C + i * ldc + j, ldc, mr, nr);        \
             else if (mr < GEMM_MR)                                                                 \
                 micro_kernel(kc, edge, 1, GEMM_MR, bp, C + i * ldc + j, ldc, mr, nr);              \
-            else micro_kernel(kc, A + i * rs, rs, cs, bp, C + i * ldc + j, ldc, mr, nr);           \
+            else                                                                                   \
+                micro_kernel(kc, A + i * rs, rs, cs, bp, C + i * ldc + j, ldc, mr, nr);            \
         }                                                                                          \
     }
 
-typedef void (*macro_fn)(int64_t m, int64_t n, int64_t kc, const float *A, int64_t rs,
-                         int64_t cs, int packed, const float *Bp, float *C, int64_t ldc,
-                         float *edge);
+typedef void (*macro_fn)(int64_t m, int64_t n, int64_t kc, const float *A, int64_t rs, int64_t cs,
+                         int packed, const float *Bp, float *C, int64_t ldc, float *edge);
 
 static void macro_base(int64_t m, int64_t n, int64_t kc, const float *A, int64_t rs, int64_t cs,
                        int packed, const float *Bp, float *C, int64_t ldc, float *edge)
@@ -104,9 +111,8 @@ static void macro_base(int64_t m, int64_t n, int64_t kc, const float *A, int64_t
 
 #if defined(__x86_64__) && defined(__GNUC__)
 __attribute__((target("avx2,fma"))) static void macro_avx2(int64_t m, int64_t n, int64_t kc,
-                                                           const float *A, int64_t rs,
-                                                           int64_t cs, int packed,
-                                                           const float *Bp, float *C,
+                                                           const float *A, int64_t rs, int64_t cs,
+                                                           int packed, const float *Bp, float *C,
                                                            int64_t ldc, float *edge)
 {
     MACRO_BODY
@@ -136,9 +142,11 @@ static void pack_a(const float *A, int64_t rs, int64_t cs, int64_t rows, int64_t
         for (int64_t i = 0; i < GEMM_MR; i++) {
             const float *src = A + (i0 + i) * rs;
             if (i >= mr)
-                for (int64_t p = 0; p < kc; p++) d[p * GEMM_MR + i] = 0.0f;
+                for (int64_t p = 0; p < kc; p++)
+                    d[p * GEMM_MR + i] = 0.0f;
             else
-                for (int64_t p = 0; p < kc; p++) d[p * GEMM_MR + i] = alpha * src[p * cs];
+                for (int64_t p = 0; p < kc; p++)
+                    d[p * GEMM_MR + i] = alpha * src[p * cs];
         }
     }
 }
@@ -156,27 +164,49 @@ static void pack_b(const float *B, int64_t rs, int64_t cs, int64_t kc, int64_t c
                     memcpy(dp, src, GEMM_NR * sizeof(float));
                 } else {
                     int64_t j = 0;
-                    for (; j < nr; j++) dp[j] = src[j];
-                    for (; j < GEMM_NR; j++) dp[j] = 0.0f;
+                    for (; j < nr; j++)
+                        dp[j] = src[j];
+                    for (; j < GEMM_NR; j++)
+                        dp[j] = 0.0f;
                 }
             }
         } else {
             for (int64_t j = 0; j < GEMM_NR; j++) {
                 const float *src = B + (j0 + j) * cs;
                 if (j >= nr)
-                    for (int64_t p = 0; p < kc; p++) d[p * GEMM_NR + j] = 0.0f;
+                    for (int64_t p = 0; p < kc; p++)
+                        d[p * GEMM_NR + j] = 0.0f;
                 else
-                    for (int64_t p = 0; p < kc; p++) d[p * GEMM_NR + j] = src[p * rs];
+                    for (int64_t p = 0; p < kc; p++)
+                        d[p * GEMM_NR + j] = src[p * rs];
             }
         }
     }
 }
 
-/* The serial algorithm on one strip of C. Bp holds KC x NC floats, Ap MC x KC (alpha != 1). */
+static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc, int par)
+{
+    if (beta == 1.0f) return;
+#pragma omp parallel for if (par) schedule(static)
+    for (int64_t i = 0; i < M; i++) {
+        float *c = C + i * ldc;
+        if (beta == 0.0f) {
+            memset(c, 0, (size_t)N * sizeof(float));
+        } else {
+#pragma omp simd
+            for (int64_t j = 0; j < N; j++)
+                c[j] *= beta;
+        }
+    }
+}
+
+/* The serial algorithm on one strip of C (beta applied first). Bp holds KC x NC floats, Ap
+ * MC x KC (alpha != 1). */
 static void sgemm_strip(int64_t m, int64_t n, int64_t K, float alpha, const float *A, int64_t ars,
-                        int64_t acs, const float *B, int64_t brs, int64_t bcs, float *C,
+                        int64_t acs, const float *B, int64_t brs, int64_t bcs, float beta, float *C,
                         int64_t ldc, float *Bp, float *Ap, float *edge, macro_fn macro)
 {
+    scale_c(m, n, beta, C, ldc, 0);
     for (int64_t jc = 0; jc < n; jc += GEMM_NC) {
         int64_t nc = n - jc < GEMM_NC ? n - jc : GEMM_NC;
         for (int64_t pc = 0; pc < K; pc += GEMM_KC) {
@@ -196,31 +226,17 @@ static void sgemm_strip(int64_t m, int64_t n, int64_t K, float alpha, const floa
     }
 }
 
-static void scale_c(int64_t M, int64_t N, float beta, float *C, int64_t ldc, int par)
-{
-    if (beta == 1.0f) return;
-#pragma omp parallel for if (par) schedule(static)
-    for (int64_t i = 0; i < M; i++) {
-        float *c = C + i * ldc;
-        if (beta == 0.0f) {
-            memset(c, 0, (size_t)N * sizeof(float));
-        } else {
-#pragma omp simd
-            for (int64_t j = 0; j < N; j++) c[j] *= beta;
-        }
-    }
-}
-
 /* y[j*incy] += alpha * dot(x, W + j*ldw), j < n: op(B) rows against a vector. */
-static void gemv_dot(int64_t n, int64_t K, float alpha, const float *x, const float *W,
-                     int64_t ldw, float *y, int64_t incy, int par)
+static void gemv_dot(int64_t n, int64_t K, float alpha, const float *x, const float *W, int64_t ldw,
+                     float *y, int64_t incy, int par)
 {
 #pragma omp parallel for if (par) schedule(static)
     for (int64_t j = 0; j < n; j++) {
         const float *w = W + j * ldw;
         float s = 0.0f;
 #pragma omp simd reduction(+ : s)
-        for (int64_t p = 0; p < K; p++) s += x[p] * w[p];
+        for (int64_t p = 0; p < K; p++)
+            s += x[p] * w[p];
         y[j * incy] += alpha * s;
     }
 }
@@ -240,9 +256,11 @@ static void gemv_axpy(int64_t n, int64_t K, float alpha, const float *x, const f
             const float *w = W + p * ldw + j0;
             float xp = x[p];
 #pragma omp simd
-            for (int64_t j = 0; j < len; j++) acc[j] += xp * w[j];
+            for (int64_t j = 0; j < len; j++)
+                acc[j] += xp * w[j];
         }
-        for (int64_t j = 0; j < len; j++) y[(j0 + j) * incy] += alpha * acc[j];
+        for (int64_t j = 0; j < len; j++)
+            y[(j0 + j) * incy] += alpha * acc[j];
     }
 }
 
@@ -259,25 +277,31 @@ static ferry_status sgemv(int ta, int tb, int64_t M, int64_t N, int64_t K, float
         if (ta && lda != 1 && K > 1) {
             if (!(tmp = malloc((size_t)K * sizeof(float))))
                 return fy_error(FERRY_E_NOMEM, "out of memory in gemv");
-            for (int64_t p = 0; p < K; p++) tmp[p] = A[p * lda];
+            for (int64_t p = 0; p < K; p++)
+                tmp[p] = A[p * lda];
             x = tmp;
         } else {
             x = A;
         }
-        if (tb) gemv_dot(N, K, alpha, x, B, ldb, C, 1, par);
-        else gemv_axpy(N, K, alpha, x, B, ldb, C, 1, par);
+        if (tb)
+            gemv_dot(N, K, alpha, x, B, ldb, C, 1, par);
+        else
+            gemv_axpy(N, K, alpha, x, B, ldb, C, 1, par);
     } else {
         /* N == 1: x = column 0 of op(B) */
         if (!tb && ldb != 1 && K > 1) {
             if (!(tmp = malloc((size_t)K * sizeof(float))))
                 return fy_error(FERRY_E_NOMEM, "out of memory in gemv");
-            for (int64_t p = 0; p < K; p++) tmp[p] = B[p * ldb];
+            for (int64_t p = 0; p < K; p++)
+                tmp[p] = B[p * ldb];
             x = tmp;
         } else {
             x = B;
         }
-        if (!ta) gemv_dot(M, K, alpha, x, A, lda, C, ldc, par);
-        else gemv_axpy(M, K, alpha, x, A, lda, C, ldc, par);
+        if (!ta)
+            gemv_dot(M, K, alpha, x, A, lda, C, ldc, par);
+        else
+            gemv_axpy(M, K, alpha, x, A, lda, C, ldc, par);
     }
     free(tmp);
     return FERRY_OK;
@@ -292,20 +316,25 @@ ferry_status fy_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, f
     if (M <= 0 || N <= 0) return FERRY_OK;
     int nth = omp_in_parallel() ? 1 : omp_get_max_threads();
     int par = nth > 1 && (double)M * (double)N * (double)(K > 0 ? K : 1) >= GEMM_PAR_MIN;
-    scale_c(M, N, beta, C, ldc, par && (double)M * N >= GEMM_PAR_MIN);
-    if (K <= 0 || alpha == 0.0f) return FERRY_OK;
-    if (M == 1 || N == 1) return sgemv(transA, transB, M, N, K, alpha, A, lda, B, ldb, C, ldc, par);
+    if (K <= 0 || alpha == 0.0f || M == 1 || N == 1) {
+        scale_c(M, N, beta, C, ldc, par && (double)M * N >= GEMM_PAR_MIN);
+        if (K <= 0 || alpha == 0.0f) return FERRY_OK;
+        return sgemv(transA, transB, M, N, K, alpha, A, lda, B, ldb, C, ldc, par);
+    }
 
-    /* strips: along N when it is wide enough to feed every thread, else along M */
+    /* About three strips per thread: column strips of at least 64 (each packs only its part of
+     * B), then row strips (which re-pack B) when the columns alone are too few. */
     int64_t ars = transA ? 1 : lda, acs = transA ? lda : 1;
     int64_t brs = transB ? 1 : ldb, bcs = transB ? ldb : 1;
     int64_t rows = M, cols = N;
     if (par) {
-        if (N >= 4 * GEMM_NR * nth || N >= M) {
-            cols = round_up((N + 3 * nth - 1) / (3 * nth), GEMM_NR);
-            if (cols < 4 * GEMM_NR) cols = 4 * GEMM_NR;
-        } else {
-            rows = round_up((M + 2 * nth - 1) / (2 * nth), GEMM_MR);
+        int64_t target = 3 * (int64_t)nth;
+        cols = round_up((N + target - 1) / target, GEMM_NR);
+        if (cols < 4 * GEMM_NR) cols = 4 * GEMM_NR;
+        int64_t ncs = (N + cols - 1) / cols;
+        if (ncs < target) {
+            int64_t parts = (target + ncs - 1) / ncs;
+            rows = round_up((M + parts - 1) / parts, GEMM_MR);
             if (rows < 4 * GEMM_MR) rows = 4 * GEMM_MR;
         }
     }
@@ -327,14 +356,14 @@ ferry_status fy_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, f
             if (!ok) continue;
             int64_t i0 = s / ncs * rows, j0 = s % ncs * cols;
             int64_t m = M - i0 < rows ? M - i0 : rows, n = N - j0 < cols ? N - j0 : cols;
-            sgemm_strip(m, n, K, alpha, A + i0 * ars, ars, acs, B + j0 * bcs, brs, bcs,
+            sgemm_strip(m, n, K, alpha, A + i0 * ars, ars, acs, B + j0 * bcs, brs, bcs, beta,
                         C + i0 * ldc + j0, ldc, Bp, Ap, edge, macro);
         }
         free(Bp), free(Ap), free(edge);
     }
     if (failed)
-        return fy_error(FERRY_E_NOMEM, "out of memory packing a %lldx%lldx%lld GEMM",
-                        (long long)M, (long long)N, (long long)K);
+        return fy_error(FERRY_E_NOMEM, "out of memory packing a %lldx%lldx%lld GEMM", (long long)M,
+                        (long long)N, (long long)K);
     return FERRY_OK;
 }
 
@@ -347,15 +376,18 @@ ferry_status fy_dgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, d
 #pragma omp parallel for if (par) schedule(static)
     for (int64_t i = 0; i < M; i++) {
         double *c = C + i * ldc;
-        for (int64_t j = 0; j < N; j++) c[j] = beta == 0.0 ? 0.0 : beta * c[j];
+        for (int64_t j = 0; j < N; j++)
+            c[j] = beta == 0.0 ? 0.0 : beta * c[j];
         for (int64_t p = 0; p < K && alpha != 0.0; p++) {
             double a = alpha * (transA ? A[p * lda + i] : A[i * lda + p]);
             if (!transB) {
                 const double *b = B + p * ldb;
 #pragma omp simd
-                for (int64_t j = 0; j < N; j++) c[j] += a * b[j];
+                for (int64_t j = 0; j < N; j++)
+                    c[j] += a * b[j];
             } else {
-                for (int64_t j = 0; j < N; j++) c[j] += a * B[j * ldb + p];
+                for (int64_t j = 0; j < N; j++)
+                    c[j] += a * B[j * ldb + p];
             }
         }
     }
@@ -372,11 +404,14 @@ const float *fy_nn_to_float(const fy_value *t, float **owned)
     if (!f) return NULL;
     const uint16_t *h = t->data;
     if (t->dtype == FERRY_DTYPE_F16)
-        for (int64_t i = 0; i < t->count; i++) f[i] = fy_half_to_float(h[i]);
+        for (int64_t i = 0; i < t->count; i++)
+            f[i] = fy_half_to_float(h[i]);
     else if (t->dtype == FERRY_DTYPE_BF16)
-        for (int64_t i = 0; i < t->count; i++) f[i] = fy_bf16_to_float(h[i]);
+        for (int64_t i = 0; i < t->count; i++)
+            f[i] = fy_bf16_to_float(h[i]);
     else
-        for (int64_t i = 0; i < t->count; i++) f[i] = (float)fy_tensor_get_f64(t, i);
+        for (int64_t i = 0; i < t->count; i++)
+            f[i] = (float)fy_tensor_get_f64(t, i);
     *owned = f;
     return f;
 }
@@ -388,26 +423,31 @@ void fy_nn_from_float(fy_value *t, const float *src)
     if (t->dtype == FERRY_DTYPE_F32)
         memcpy(t->data, src, (size_t)t->count * sizeof(float));
     else if (t->dtype == FERRY_DTYPE_F16)
-        for (int64_t i = 0; i < t->count; i++) h[i] = fy_float_to_half(src[i]);
+        for (int64_t i = 0; i < t->count; i++)
+            h[i] = fy_float_to_half(src[i]);
     else if (t->dtype == FERRY_DTYPE_BF16)
-        for (int64_t i = 0; i < t->count; i++) h[i] = fy_float_to_bf16(src[i]);
+        for (int64_t i = 0; i < t->count; i++)
+            h[i] = fy_float_to_bf16(src[i]);
     else
-        for (int64_t i = 0; i < t->count; i++) fy_tensor_set_f64(t, i, src[i]);
+        for (int64_t i = 0; i < t->count; i++)
+            fy_tensor_set_f64(t, i, src[i]);
 }
 
 /* ---- MatMul ------------------------------------------------------------------------------ */
 
 /* Integer products wrap like the hardware does: arithmetic is done unsigned. */
 #define MATMUL_INT(T, UT)                                                                          \
-    static void matmul_##T(const T *a, const T *b, T *c, int64_t M, int64_t N, int64_t K)        \
+    static void matmul_##T(const T *a, const T *b, T *c, int64_t M, int64_t N, int64_t K)          \
     {                                                                                              \
         for (int64_t i = 0; i < M; i++) {                                                          \
             UT *ci = (UT *)(c + i * N);                                                            \
-            for (int64_t j = 0; j < N; j++) ci[j] = 0;                                             \
+            for (int64_t j = 0; j < N; j++)                                                        \
+                ci[j] = 0;                                                                         \
             for (int64_t p = 0; p < K; p++) {                                                      \
                 UT av = (UT)a[i * K + p];                                                          \
                 const T *bp = b + p * N;                                                           \
-                for (int64_t j = 0; j < N; j++) ci[j] += av * (UT)bp[j];                           \
+                for (int64_t j = 0; j < N; j++)                                                    \
+                    ci[j] += av * (UT)bp[j];                                                       \
             }                                                                                      \
         }                                                                                          \
     }
@@ -489,8 +529,8 @@ ferry_status fy_op_MatMul(fy_kernel *k)
     case FERRY_DTYPE_F16:
     case FERRY_DTYPE_BF16: {
         const float *pa = fy_nn_to_float(a, &fa), *pb = fy_nn_to_float(b, &fb);
-        float *py = a->dtype == FERRY_DTYPE_F32 ? y->data : (fy = malloc(sizeof(float) *
-                                                                         (size_t)y->count));
+        float *py =
+            a->dtype == FERRY_DTYPE_F32 ? y->data : (fy = malloc(sizeof(float) * (size_t)y->count));
         if (!pa || !pb || !py) {
             rc = fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
             break;
@@ -499,14 +539,14 @@ ferry_status fy_op_MatMul(fy_kernel *k)
             /* one tall GEMM: batches of A stacked on top of each other */
             rc = fy_sgemm(0, 0, nbatch * M, N, K, 1.0f, pa, K, pb, N, 0.0f, py, N);
         } else {
-            int batch_par = nbatch > 1 && (nbatch >= omp_get_max_threads() ||
-                                           (double)M * N * K < GEMM_PAR_MIN);
+            int batch_par =
+                nbatch > 1 && (nbatch >= omp_get_max_threads() || (double)M * N * K < GEMM_PAR_MIN);
             int failed = 0;
 #pragma omp parallel for if (batch_par) schedule(dynamic, 1)
             for (int64_t t = 0; t < nbatch; t++) {
                 if (fy_sgemm(0, 0, M, N, K, 1.0f, pa + aoff[t], K, pb + boff[t], N, 0.0f,
                              py + t * M * N, N) != FERRY_OK)
-                    failed = 1;
+                    __atomic_store_n(&failed, 1, __ATOMIC_RELAXED);
             }
             if (failed) rc = fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
         }
@@ -524,8 +564,8 @@ ferry_status fy_op_MatMul(fy_kernel *k)
     case DT: {                                                                                     \
         const T *pa = a->data, *pb = b->data;                                                      \
         T *py = y->data;                                                                           \
-        _Pragma("omp parallel for if (nbatch > 1 && (double)nbatch * M * N * K > 65536)")         \
-        for (int64_t t = 0; t < nbatch; t++)                                                       \
+        int par = nbatch > 1 && (double)nbatch * M * N * K > 65536;                                \
+        _Pragma("omp parallel for if (par)") for (int64_t t = 0; t < nbatch; t++)                  \
             matmul_##T(pa + aoff[t], pb + boff[t], py + t * M * N, M, N, K);                       \
         break;                                                                                     \
     }
@@ -561,9 +601,10 @@ ferry_status fy_op_Gemm(fy_kernel *k)
     int64_t M = ta ? a->dims[1] : a->dims[0], K = ta ? a->dims[0] : a->dims[1];
     int64_t Kb = tb ? b->dims[1] : b->dims[0], N = tb ? b->dims[0] : b->dims[1];
     if (K != Kb)
-        return fy_kernel_error(k, FERRY_E_SHAPE, "inner dims differ: op(A) is %lldx%lld, op(B) "
-                               "is %lldx%lld", (long long)M, (long long)K, (long long)Kb,
-                               (long long)N);
+        return fy_kernel_error(k, FERRY_E_SHAPE,
+                               "inner dims differ: op(A) is %lldx%lld, op(B) "
+                               "is %lldx%lld",
+                               (long long)M, (long long)K, (long long)Kb, (long long)N);
     int64_t odims[2] = {M, N};
     int64_t cs[2] = {0, 0};
     if (c) {
@@ -609,8 +650,8 @@ ferry_status fy_op_Gemm(fy_kernel *k)
     float *fa = NULL, *fb = NULL, *fc = NULL, *fy = NULL;
     const float *pa = fy_nn_to_float(a, &fa), *pb = fy_nn_to_float(b, &fb);
     const float *pc = c ? fy_nn_to_float(c, &fc) : NULL;
-    float *py = a->dtype == FERRY_DTYPE_F32 ? y->data
-                                             : (fy = malloc(sizeof(float) * (size_t)y->count));
+    float *py =
+        a->dtype == FERRY_DTYPE_F32 ? y->data : (fy = malloc(sizeof(float) * (size_t)y->count));
     if (!pa || !pb || (c && !pc) || !py) {
         rc = fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
         goto out;
@@ -619,13 +660,14 @@ ferry_status fy_op_Gemm(fy_kernel *k)
         for (int64_t i = 0; i < M; i++) {
             float *yi = py + i * N;
             const float *ci = pc + i * cs[0];
-            if (cs[1] == 1) memcpy(yi, ci, sizeof(float) * (size_t)N);
+            if (cs[1] == 1)
+                memcpy(yi, ci, sizeof(float) * (size_t)N);
             else
-                for (int64_t j = 0; j < N; j++) yi[j] = ci[0];
+                for (int64_t j = 0; j < N; j++)
+                    yi[j] = ci[0];
         }
     }
-    rc = fy_sgemm(ta, tb, M, N, K, alpha, pa, a->dims[1], pb, b->dims[1], pc ? beta : 0.0f, py,
-                  N);
+    rc = fy_sgemm(ta, tb, M, N, K, alpha, pa, a->dims[1], pb, b->dims[1], pc ? beta : 0.0f, py, N);
     if (rc == FERRY_OK) fy_nn_from_float(y, py);
 out:
     free(fa), free(fb), free(fc), free(fy);
@@ -638,7 +680,7 @@ out:
  * operand gets a stride per label (a repeated label sums its axes' strides: a diagonal), and
  * the result is a sum over the labels missing from the output of the product of operands. */
 
-#define EIN_MAXL (52 + FERRY_MAX_RANK)
+#define EIN_MAXL   (52 + FERRY_MAX_RANK)
 #define EIN_MAXOPS 16
 
 static int ein_letter(char ch)
@@ -676,6 +718,110 @@ static int ein_term(const char *s, size_t len, int rank, int maxell, int *labels
     return n;
 }
 
+/* dst[i] = src[i] over an nd-dim index space with per-dim strides (elements) on both sides. */
+static void permute_copy(const float *src, float *dst, int nd, const int64_t *dims,
+                         const int64_t *sst, const int64_t *dst_st)
+{
+    int64_t idx[EIN_MAXL] = {0}, so = 0, d_o = 0, total = 1;
+    for (int d = 0; d < nd; d++)
+        total *= dims[d];
+    int64_t inner = nd > 0 ? dims[nd - 1] : 1;
+    int contiguous = nd > 0 && sst[nd - 1] == 1 && dst_st[nd - 1] == 1;
+    for (int64_t n = 0; n < total; n += inner) {
+        if (contiguous) {
+            memcpy(dst + d_o, src + so, sizeof(float) * (size_t)inner);
+        } else {
+            for (int64_t j = 0; j < inner; j++)
+                dst[d_o + j * (nd ? dst_st[nd - 1] : 0)] = src[so + j * (nd ? sst[nd - 1] : 0)];
+        }
+        for (int d = nd - 2; d >= 0; d--) {
+            so += sst[d], d_o += dst_st[d];
+            if (++idx[d] < dims[d]) break;
+            so -= sst[d] * dims[d], d_o -= dst_st[d] * dims[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+/* Two float32 operands whose labels are each batch (both inputs and the output), M (first and
+ * output), N (second and output) or K (both inputs, summed) form a batched GEMM: gather them
+ * into [batch, M, K] and [batch, K, N], multiply, and scatter into the output's order. Sets
+ * *handled when it applied. */
+static ferry_status einsum_gemm(fy_kernel *k, const fy_value *const *x, int lab[][FERRY_MAX_RANK],
+                                const int64_t *size, const int *olab, int no, fy_value *y,
+                                int *handled)
+{
+    *handled = 0;
+    int64_t sta[EIN_MAXL] = {0}, stb[EIN_MAXL] = {0}, sto[EIN_MAXL] = {0};
+    int in_a[EIN_MAXL] = {0}, in_b[EIN_MAXL] = {0}, in_o[EIN_MAXL] = {0};
+    for (int i = 0; i < 2; i++) {
+        int *in = i ? in_b : in_a;
+        int64_t *st = i ? stb : sta, s = 1;
+        for (int d = x[i]->rank - 1; d >= 0; d--) {
+            int l = lab[i][d];
+            if (in[l] || x[i]->dims[d] != size[l]) return FERRY_OK; /* diagonal or broadcast */
+            in[l] = 1, st[l] = s;
+            s *= x[i]->dims[d];
+        }
+    }
+    int64_t so = 1;
+    for (int d = no - 1; d >= 0; d--)
+        in_o[olab[d]] = 1, sto[olab[d]] = so, so *= size[olab[d]];
+    int bl[EIN_MAXL], ml[EIN_MAXL], nl[EIN_MAXL], kl[EIN_MAXL], nb = 0, nm = 0, nn = 0, nk = 0;
+    int64_t B = 1, M = 1, N = 1, K = 1;
+    for (int l = 0; l < EIN_MAXL; l++) {
+        if (!in_a[l] && !in_b[l]) continue;
+        if (in_a[l] && in_b[l] && in_o[l])
+            bl[nb++] = l, B *= size[l];
+        else if (in_a[l] && in_o[l])
+            ml[nm++] = l, M *= size[l];
+        else if (in_b[l] && in_o[l])
+            nl[nn++] = l, N *= size[l];
+        else if (in_a[l] && in_b[l])
+            kl[nk++] = l, K *= size[l];
+        else
+            return FERRY_OK; /* a label summed within one operand */
+    }
+    float *pa = malloc(sizeof(float) * (size_t)(B * M * K + B * K * N + B * M * N + 1));
+    if (!pa) return fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
+    float *pb = pa + B * M * K, *pc = pb + B * K * N;
+    int64_t dims[EIN_MAXL], s1[EIN_MAXL], s2[EIN_MAXL];
+    /* A as [batch, M, K], B as [batch, K, N], C as [batch, M, N] */
+    const int *groups[3][3] = {{bl, ml, kl}, {bl, kl, nl}, {bl, ml, nl}};
+    const int counts[3][3] = {{nb, nm, nk}, {nb, nk, nn}, {nb, nm, nn}};
+    for (int t = 0; t < 3; t++) {
+        int nd = 0;
+        for (int g = 0; g < 3; g++)
+            for (int j = 0; j < counts[t][g]; j++) {
+                int l = groups[t][g][j];
+                dims[nd] = size[l];
+                s1[nd++] = t == 0 ? sta[l] : t == 1 ? stb[l] : sto[l];
+            }
+        int64_t c = 1;
+        for (int d = nd - 1; d >= 0; d--)
+            s2[d] = c, c *= dims[d];
+        if (t == 0) permute_copy(x[0]->data, pa, nd, dims, s1, s2);
+        if (t == 1) permute_copy(x[1]->data, pb, nd, dims, s1, s2);
+        if (t == 2) {
+            ferry_status rc = FERRY_OK;
+            int par_batch = B > 1 && (B >= omp_get_max_threads() || M * N * K < GEMM_PAR_MIN);
+            int failed = 0;
+#pragma omp parallel for if (par_batch) schedule(dynamic, 1)
+            for (int64_t b = 0; b < B; b++)
+                if (fy_sgemm(0, 0, M, N, K, 1.0f, pa + b * M * K, K, pb + b * K * N, N, 0.0f,
+                             pc + b * M * N, N) != FERRY_OK)
+                    __atomic_store_n(&failed, 1, __ATOMIC_RELAXED);
+            if (failed) rc = fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
+            if (rc == FERRY_OK) permute_copy(pc, y->data, nd, dims, s2, s1);
+            free(pa);
+            *handled = rc == FERRY_OK;
+            return rc;
+        }
+    }
+    free(pa);
+    return FERRY_OK;
+}
+
 ferry_status fy_op_Einsum(fy_kernel *k)
 {
     const char *eq = fy_attr_string(k, "equation", NULL);
@@ -707,7 +853,8 @@ ferry_status fy_op_Einsum(fy_kernel *k)
     size_t lhs_len = arrow ? (size_t)(arrow - buf) : n;
 
     int maxell = 0;
-    for (int i = 0; i < nops; i++) maxell = x[i]->rank > maxell ? x[i]->rank : maxell;
+    for (int i = 0; i < nops; i++)
+        maxell = x[i]->rank > maxell ? x[i]->rank : maxell;
     int lab[EIN_MAXOPS][FERRY_MAX_RANK];
     int ell_rank = 0;
     const char *t = buf;
@@ -715,16 +862,21 @@ ferry_status fy_op_Einsum(fy_kernel *k)
         const char *end = memchr(t, ',', lhs_len - (size_t)(t - buf));
         size_t tl = end ? (size_t)(end - t) : lhs_len - (size_t)(t - buf);
         if ((i < nops - 1) != (end != NULL))
-            return fy_kernel_error(k, FERRY_E_INVALID_ARG, "equation \"%s\" does not have %d "
-                                   "operand terms", eq, nops);
+            return fy_kernel_error(k, FERRY_E_INVALID_ARG,
+                                   "equation \"%s\" does not have %d "
+                                   "operand terms",
+                                   eq, nops);
         int has_ell;
         int nl = ein_term(t, tl, x[i]->rank, maxell, lab[i], &has_ell);
         if (nl != x[i]->rank)
-            return fy_kernel_error(k, FERRY_E_INVALID_ARG, "term %d of \"%s\" does not match "
-                                   "input rank %d", i, eq, x[i]->rank);
+            return fy_kernel_error(k, FERRY_E_INVALID_ARG,
+                                   "term %d of \"%s\" does not match "
+                                   "input rank %d",
+                                   i, eq, x[i]->rank);
         if (has_ell) {
             int nletters = 0;
-            for (size_t c = 0; c < tl; c++) nletters += ein_letter(t[c]) >= 0;
+            for (size_t c = 0; c < tl; c++)
+                nletters += ein_letter(t[c]) >= 0;
             if (x[i]->rank - nletters > ell_rank) ell_rank = x[i]->rank - nletters;
         }
         t = end ? end + 1 : t + tl;
@@ -733,7 +885,8 @@ ferry_status fy_op_Einsum(fy_kernel *k)
     /* sizes of every label; ellipsis dims broadcast */
     int64_t size[EIN_MAXL];
     int count[EIN_MAXL];
-    for (int l = 0; l < EIN_MAXL; l++) size[l] = -1, count[l] = 0;
+    for (int l = 0; l < EIN_MAXL; l++)
+        size[l] = -1, count[l] = 0;
     for (int i = 0; i < nops; i++)
         for (int d = 0; d < x[i]->rank; d++) {
             int l = lab[i][d];
@@ -743,8 +896,10 @@ ferry_status fy_op_Einsum(fy_kernel *k)
                 size[l] = s;
             } else if (size[l] != s) {
                 if (l < 52 || (s != 1 && size[l] != 1))
-                    return fy_kernel_error(k, FERRY_E_SHAPE, "dimension sizes of a label differ "
-                                           "in \"%s\"", eq);
+                    return fy_kernel_error(k, FERRY_E_SHAPE,
+                                           "dimension sizes of a label differ "
+                                           "in \"%s\"",
+                                           eq);
                 if (s > size[l]) size[l] = s;
             }
         }
@@ -761,12 +916,16 @@ ferry_status fy_op_Einsum(fy_kernel *k)
         no = w;
         for (int d = 0; d < no; d++) {
             if (size[olab[d]] < 0)
-                return fy_kernel_error(k, FERRY_E_INVALID_ARG, "output label of \"%s\" is not "
-                                       "in any input", eq);
+                return fy_kernel_error(k, FERRY_E_INVALID_ARG,
+                                       "output label of \"%s\" is not "
+                                       "in any input",
+                                       eq);
             for (int e = 0; e < d; e++)
                 if (olab[e] == olab[d])
-                    return fy_kernel_error(k, FERRY_E_INVALID_ARG, "repeated output label in "
-                                           "\"%s\"", eq);
+                    return fy_kernel_error(k, FERRY_E_INVALID_ARG,
+                                           "repeated output label in "
+                                           "\"%s\"",
+                                           eq);
         }
     } else {
         for (int l = 52; l < 52 + maxell; l++)
@@ -777,7 +936,8 @@ ferry_status fy_op_Einsum(fy_kernel *k)
 
     /* all labels: output ones first, then the summed ones */
     int all[EIN_MAXL], nall = 0, in_out[EIN_MAXL] = {0};
-    for (int d = 0; d < no; d++) all[nall++] = olab[d], in_out[olab[d]] = 1;
+    for (int d = 0; d < no; d++)
+        all[nall++] = olab[d], in_out[olab[d]] = 1;
     for (int l = 0; l < EIN_MAXL; l++)
         if (size[l] >= 0 && !in_out[l]) all[nall++] = l;
     int64_t st[EIN_MAXOPS][EIN_MAXL];
@@ -791,8 +951,10 @@ ferry_status fy_op_Einsum(fy_kernel *k)
         }
     }
     int64_t odims[FERRY_MAX_RANK], dims_all[EIN_MAXL];
-    for (int d = 0; d < no; d++) odims[d] = size[olab[d]];
-    for (int a = 0; a < nall; a++) dims_all[a] = size[all[a]];
+    for (int d = 0; d < no; d++)
+        odims[d] = size[olab[d]];
+    for (int a = 0; a < nall; a++)
+        dims_all[a] = size[all[a]];
     fy_value *y;
     FY_CHECK(fy_output_zeros(k, 0, x[0]->dtype, no, odims, &y));
     if (y->count == 0) return FERRY_OK;
@@ -803,6 +965,11 @@ ferry_status fy_op_Einsum(fy_kernel *k)
     }
     int is_f32 = x[0]->dtype == FERRY_DTYPE_F32, is_f64 = x[0]->dtype == FERRY_DTYPE_F64;
     int is_int = fy_dtype_is_int(x[0]->dtype);
+    if (nops == 2 && is_f32 && (double)y->count * inner >= 4096) {
+        int handled;
+        ferry_status rc = einsum_gemm(k, x, lab, size, olab, no, y, &handled);
+        if (rc != FERRY_OK || handled) return rc;
+    }
 
 #pragma omp parallel for if ((double)y->count * inner > 65536) schedule(static)
     for (int64_t o = 0; o < y->count; o++) {
@@ -810,7 +977,8 @@ ferry_status fy_op_Einsum(fy_kernel *k)
         for (int d = no - 1; d >= 0; d--) {
             int64_t idx = rem % dims_all[d];
             rem /= dims_all[d];
-            for (int i = 0; i < nops; i++) base[i] += idx * st[i][all[d]];
+            for (int i = 0; i < nops; i++)
+                base[i] += idx * st[i][all[d]];
         }
         int64_t idx[EIN_MAXL] = {0}, off[EIN_MAXOPS];
         memcpy(off, base, sizeof off);
@@ -819,36 +987,46 @@ ferry_status fy_op_Einsum(fy_kernel *k)
         for (int64_t r = 0; r < inner; r++) {
             if (is_f32) {
                 double p = 1;
-                for (int i = 0; i < nops; i++) p *= ((const float *)x[i]->data)[off[i]];
+                for (int i = 0; i < nops; i++)
+                    p *= ((const float *)x[i]->data)[off[i]];
                 acc += p;
             } else if (is_f64) {
                 double p = 1;
-                for (int i = 0; i < nops; i++) p *= ((const double *)x[i]->data)[off[i]];
+                for (int i = 0; i < nops; i++)
+                    p *= ((const double *)x[i]->data)[off[i]];
                 acc += p;
             } else if (is_int) {
                 uint64_t p = 1;
-                for (int i = 0; i < nops; i++) p *= (uint64_t)fy_tensor_get_i64(x[i], off[i]);
+                for (int i = 0; i < nops; i++)
+                    p *= (uint64_t)fy_tensor_get_i64(x[i], off[i]);
                 iacc = (int64_t)((uint64_t)iacc + p);
             } else {
                 double p = 1;
-                for (int i = 0; i < nops; i++) p *= fy_tensor_get_f64(x[i], off[i]);
+                for (int i = 0; i < nops; i++)
+                    p *= fy_tensor_get_f64(x[i], off[i]);
                 acc += p;
             }
             /* odometer over the summed labels */
             for (int a = nall - 1; a >= no; a--) {
                 int l = all[a];
                 if (++idx[a] < dims_all[a]) {
-                    for (int i = 0; i < nops; i++) off[i] += st[i][l];
+                    for (int i = 0; i < nops; i++)
+                        off[i] += st[i][l];
                     break;
                 }
                 idx[a] = 0;
-                for (int i = 0; i < nops; i++) off[i] -= st[i][l] * (dims_all[a] - 1);
+                for (int i = 0; i < nops; i++)
+                    off[i] -= st[i][l] * (dims_all[a] - 1);
             }
         }
-        if (is_f32) ((float *)y->data)[o] = (float)acc;
-        else if (is_f64) ((double *)y->data)[o] = acc;
-        else if (is_int) fy_tensor_set_i64(y, o, iacc);
-        else fy_tensor_set_f64(y, o, acc);
+        if (is_f32)
+            ((float *)y->data)[o] = (float)acc;
+        else if (is_f64)
+            ((double *)y->data)[o] = acc;
+        else if (is_int)
+            fy_tensor_set_i64(y, o, iacc);
+        else
+            fy_tensor_set_f64(y, o, acc);
     }
     return FERRY_OK;
 }
@@ -864,14 +1042,18 @@ ferry_status fy_op_Det(fy_kernel *k)
     if (x->rank < 2 || x->dims[x->rank - 1] != x->dims[x->rank - 2])
         return fy_kernel_error(k, FERRY_E_SHAPE, "input must be [..., M, M]");
     int64_t m = x->dims[x->rank - 1];
-    if (m > 4096) return fy_kernel_error(k, FERRY_E_UNSUPPORTED, "matrix of size %lld is too "
-                                         "large", (long long)m);
+    if (m > 4096)
+        return fy_kernel_error(k, FERRY_E_UNSUPPORTED,
+                               "matrix of size %lld is too "
+                               "large",
+                               (long long)m);
     fy_value *y;
     FY_CHECK(fy_output(k, 0, x->dtype, x->rank - 2, x->dims, &y));
     double *lu = malloc(sizeof(double) * (size_t)(m > 0 ? m * m : 1));
     if (!lu) return fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
     for (int64_t b = 0; b < y->count; b++) {
-        for (int64_t i = 0; i < m * m; i++) lu[i] = fy_tensor_get_f64(x, b * m * m + i);
+        for (int64_t i = 0; i < m * m; i++)
+            lu[i] = fy_tensor_get_f64(x, b * m * m + i);
         double det = 1.0;
         /* Gaussian elimination with partial pivoting */
         for (int64_t c = 0; c < m && det != 0.0; c++) {
@@ -894,7 +1076,8 @@ ferry_status fy_op_Det(fy_kernel *k)
             det *= d;
             for (int64_t r = c + 1; r < m; r++) {
                 double f = lu[r * m + c] / d;
-                for (int64_t j = c; j < m; j++) lu[r * m + j] -= f * lu[c * m + j];
+                for (int64_t j = c; j < m; j++)
+                    lu[r * m + j] -= f * lu[c * m + j];
             }
         }
         fy_tensor_set_f64(y, b, det);

@@ -55,13 +55,15 @@ static void affine(const norm_buf *b, int64_t off, int64_t n, double a, double c
         const double *x = b->xd + off;
         double *y = b->yd + off;
 #pragma omp simd
-        for (int64_t i = 0; i < n; i++) y[i] = x[i] * a + c;
+        for (int64_t i = 0; i < n; i++)
+            y[i] = x[i] * a + c;
     } else {
         const float *x = b->xf + off;
         float *y = b->yf + off;
         float af = (float)a, cf = (float)c;
 #pragma omp simd
-        for (int64_t i = 0; i < n; i++) y[i] = x[i] * af + cf;
+        for (int64_t i = 0; i < n; i++)
+            y[i] = x[i] * af + cf;
     }
 }
 
@@ -72,19 +74,23 @@ static void moments(const norm_buf *b, int64_t off, int64_t n, double *mean, dou
     if (b->is_double) {
         const double *x = b->xd + off;
 #pragma omp simd reduction(+ : s)
-        for (int64_t i = 0; i < n; i++) s += x[i];
+        for (int64_t i = 0; i < n; i++)
+            s += x[i];
         double m = n ? s / (double)n : 0;
 #pragma omp simd reduction(+ : ss)
-        for (int64_t i = 0; i < n; i++) ss += (x[i] - m) * (x[i] - m);
+        for (int64_t i = 0; i < n; i++)
+            ss += (x[i] - m) * (x[i] - m);
         *mean = m, *var = n ? ss / (double)n : 0;
         return;
     }
     const float *x = b->xf + off;
 #pragma omp simd reduction(+ : s)
-    for (int64_t i = 0; i < n; i++) s += x[i];
+    for (int64_t i = 0; i < n; i++)
+        s += x[i];
     double m = n ? s / (double)n : 0;
 #pragma omp simd reduction(+ : ss)
-    for (int64_t i = 0; i < n; i++) ss += (x[i] - m) * (x[i] - m);
+    for (int64_t i = 0; i < n; i++)
+        ss += (x[i] - m) * (x[i] - m);
     *mean = m, *var = n ? ss / (double)n : 0;
 }
 
@@ -111,9 +117,12 @@ ferry_status fy_op_BatchNormalization(fy_kernel *k)
     double eps = fy_attr_float(k, "epsilon", 1e-5f);
     double momentum = fy_attr_float(k, "momentum", 0.9f);
     int opset = k->node->opset, training;
-    if (opset >= 14) training = fy_attr_int(k, "training_mode", 0) != 0;
-    else if (opset < 7 && fy_attr_int(k, "is_test", 0)) training = 0;
-    else training = fy_output_wanted(k, 1) || fy_output_wanted(k, 2);
+    if (opset >= 14)
+        training = fy_attr_int(k, "training_mode", 0) != 0;
+    else if (opset < 7 && fy_attr_int(k, "is_test", 0))
+        training = 0;
+    else
+        training = fy_output_wanted(k, 1) || fy_output_wanted(k, 2);
     if (training && per_elem)
         return fy_kernel_error(k, FERRY_E_UNSUPPORTED, "training with spatial=0 is not supported");
 
@@ -150,7 +159,8 @@ ferry_status fy_op_BatchNormalization(fy_kernel *k)
         if (!per_elem) {
             affine(&b, nc * S, S, a[ch], c[ch]);
         } else {
-            for (int64_t s = 0; s < S; s++) affine(&b, nc * S + s, 1, a[ch * S + s], c[ch * S + s]);
+            for (int64_t s = 0; s < S; s++)
+                affine(&b, nc * S + s, 1, a[ch * S + s], c[ch * S + s]);
         }
     }
     norm_end(y, &b, 1);
@@ -164,8 +174,8 @@ ferry_status fy_op_BatchNormalization(fy_kernel *k)
             if (rc != FERRY_OK) break;
             for (int64_t i = 0; i < C; i++) {
                 double batch = o == 1 || o == 3 ? bmean[i] : bvar[i];
-                double v = o <= 2 ? fy_tensor_get_f64(src, i) * momentum + batch * (1 - momentum)
-                                  : batch;
+                double v =
+                    o <= 2 ? fy_tensor_get_f64(src, i) * momentum + batch * (1 - momentum) : batch;
                 fy_tensor_set_f64(t, i, v);
             }
         }
@@ -235,8 +245,8 @@ ferry_status fy_op_GroupNormalization(fy_kernel *k)
  * the inner positions, plus a per-row base (non-zero only if p also varies over outer dims). */
 typedef struct ln_param {
     const fy_value *t;
-    float *f;         /* values as float */
-    int64_t *idx;     /* inner index map, NULL when contiguous */
+    float *f;     /* values as float */
+    int64_t *idx; /* inner index map, NULL when contiguous */
     int64_t st[FERRY_MAX_RANK];
 } ln_param;
 
@@ -258,15 +268,18 @@ static ferry_status ln_param_init(const fy_kernel *k, int input, const fy_value 
     fy_broadcast_strides(p->t->rank, p->t->dims, x->rank, x->dims, p->st);
     p->f = malloc(sizeof(float) * (size_t)(p->t->count + 1));
     if (!p->f) return fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
-    for (int64_t i = 0; i < p->t->count; i++) p->f[i] = (float)fy_tensor_get_f64(p->t, i);
+    for (int64_t i = 0; i < p->t->count; i++)
+        p->f[i] = (float)fy_tensor_get_f64(p->t, i);
     int contiguous = p->t->count == inner;
-    for (int d = 0; d < axis; d++) contiguous &= p->st[d] == 0;
+    for (int d = 0; d < axis; d++)
+        contiguous &= p->st[d] == 0;
     if (contiguous) return FERRY_OK;
     if (!(p->idx = malloc(sizeof(int64_t) * (size_t)(inner + 1))))
         return fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
     for (int64_t j = 0; j < inner; j++) {
         int64_t rem = j, off = 0;
-        for (int d = x->rank - 1; d >= axis; d--) off += rem % x->dims[d] * p->st[d], rem /= x->dims[d];
+        for (int d = x->rank - 1; d >= axis; d--)
+            off += rem % x->dims[d] * p->st[d], rem /= x->dims[d];
         p->idx[j] = off;
     }
     return FERRY_OK;
@@ -275,7 +288,8 @@ static ferry_status ln_param_init(const fy_kernel *k, int input, const fy_value 
 static int64_t ln_row_base(const ln_param *p, const fy_value *x, int axis, int64_t row)
 {
     int64_t off = 0;
-    for (int d = axis - 1; d >= 0; d--) off += row % x->dims[d] * p->st[d], row /= x->dims[d];
+    for (int d = axis - 1; d >= 0; d--)
+        off += row % x->dims[d] * p->st[d], row /= x->dims[d];
     return off;
 }
 
@@ -289,20 +303,24 @@ ferry_status fy_op_LayerNormalization(fy_kernel *k)
     if (x->rank == 0) return fy_kernel_error(k, FERRY_E_SHAPE, "X must have rank >= 1");
     double eps = fy_attr_float(k, "epsilon", 1e-5f);
     int64_t stash = fy_attr_int(k, "stash_type", 1);
-    ferry_dtype sdt = stash == FERRY_DTYPE_F64 ? FERRY_DTYPE_F64
-                    : stash == FERRY_DTYPE_BF16 ? FERRY_DTYPE_BF16
-                    : stash == FERRY_DTYPE_F16  ? FERRY_DTYPE_F16
-                                                : FERRY_DTYPE_F32;
+    ferry_dtype sdt = stash == FERRY_DTYPE_F64    ? FERRY_DTYPE_F64
+                      : stash == FERRY_DTYPE_BF16 ? FERRY_DTYPE_BF16
+                      : stash == FERRY_DTYPE_F16  ? FERRY_DTYPE_F16
+                                                  : FERRY_DTYPE_F32;
     int64_t outer = 1, inner = 1;
-    for (int d = 0; d < x->rank; d++) *(d < axis ? &outer : &inner) *= x->dims[d];
+    for (int d = 0; d < x->rank; d++)
+        *(d < axis ? &outer : &inner) *= x->dims[d];
     ln_param ps, pb;
     ferry_status rc = ln_param_init(k, 1, x, axis, inner, &ps);
     if (rc == FERRY_OK && !ps.t) rc = fy_kernel_error(k, FERRY_E_INVALID_ARG, "Scale is required");
-    if (rc == FERRY_OK) rc = ln_param_init(k, 2, x, axis, inner, &pb);
-    else memset(&pb, 0, sizeof pb);
+    if (rc == FERRY_OK)
+        rc = ln_param_init(k, 2, x, axis, inner, &pb);
+    else
+        memset(&pb, 0, sizeof pb);
     fy_value *y = NULL, *mo = NULL, *io = NULL;
     int64_t sdims[FERRY_MAX_RANK];
-    for (int d = 0; d < x->rank; d++) sdims[d] = d < axis ? x->dims[d] : 1;
+    for (int d = 0; d < x->rank; d++)
+        sdims[d] = d < axis ? x->dims[d] : 1;
     if (rc == FERRY_OK) rc = fy_output(k, 0, x->dtype, x->rank, x->dims, &y);
     if (rc == FERRY_OK && fy_output_wanted(k, 1)) rc = fy_output(k, 1, sdt, x->rank, sdims, &mo);
     if (rc == FERRY_OK && fy_output_wanted(k, 2)) rc = fy_output(k, 2, sdt, x->rank, sdims, &io);
@@ -330,10 +348,12 @@ ferry_status fy_op_LayerNormalization(fy_kernel *k)
             float *yr = b.yf + r * inner, m = (float)mean, iv = (float)inv;
             if (bf) {
 #pragma omp simd
-                for (int64_t j = 0; j < inner; j++) yr[j] = (xr[j] - m) * iv * sf[j] + bf[j];
+                for (int64_t j = 0; j < inner; j++)
+                    yr[j] = (xr[j] - m) * iv * sf[j] + bf[j];
             } else {
 #pragma omp simd
-                for (int64_t j = 0; j < inner; j++) yr[j] = (xr[j] - m) * iv * sf[j];
+                for (int64_t j = 0; j < inner; j++)
+                    yr[j] = (xr[j] - m) * iv * sf[j];
             }
         } else {
             const float *xr = b.xf + r * inner;
@@ -384,8 +404,10 @@ ferry_status fy_op_LRN(fy_kernel *k)
             }
             int64_t at = nc * S + s;
             double d = pow(bias + alpha / (double)size * sq, beta);
-            if (b.is_double) b.yd[at] = b.xd[at] / d;
-            else b.yf[at] = (float)(b.xf[at] / d);
+            if (b.is_double)
+                b.yd[at] = b.xd[at] / d;
+            else
+                b.yf[at] = (float)(b.xf[at] / d);
         }
     }
     norm_end(y, &b, 1);
@@ -411,7 +433,8 @@ ferry_status fy_op_MeanVarianceNormalization(fy_kernel *k)
     }
     /* statistics live in a tensor of x's shape with the reduced dims set to 1 */
     int64_t kd[FERRY_MAX_RANK], st[FERRY_MAX_RANK];
-    for (int d = 0; d < x->rank; d++) kd[d] = red[d] ? 1 : x->dims[d];
+    for (int d = 0; d < x->rank; d++)
+        kd[d] = red[d] ? 1 : x->dims[d];
     fy_broadcast_strides(x->rank, kd, x->rank, x->dims, st);
     int64_t nk = fy_shape_count(x->rank, kd);
     fy_value *y;

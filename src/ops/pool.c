@@ -2,6 +2,7 @@
  * Windows come from fy_window (conv.c); each (n, c) plane is one parallel work item. */
 #include <float.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,7 +20,8 @@ typedef struct pool_ranges {
 static ferry_status ranges_init(const fy_kernel *k, const fy_window *w, pool_ranges *r)
 {
     int64_t total = 0;
-    for (int d = 0; d < FY_WIN_DIMS; d++) total += w->out[d];
+    for (int d = 0; d < FY_WIN_DIMS; d++)
+        total += w->out[d];
     r->mem = malloc(sizeof(int64_t) * (4 * (size_t)total + 2 * (size_t)w->kernel[2] + 1));
     if (!r->mem) return fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
     int64_t *p = r->mem;
@@ -69,7 +71,7 @@ static ferry_status ranges_init(const fy_kernel *k, const fy_window *w, pool_ran
 /* MaxPool over one plane. ind (may be NULL) gets base + the flat position of the max, row-major
  * or, with col_major, column-major over the spatial dims. */
 #define DEFINE_MAXPOOL(T, LOWEST)                                                                  \
-    static void maxpool_##T(const T *x, T *y, int64_t *ind, int64_t base, int col_major,          \
+    static void maxpool_##T(const T *x, T *y, int64_t *ind, int64_t base, int col_major,           \
                             const fy_window *w, const pool_ranges *r)                              \
     {                                                                                              \
         int64_t IH = w->in[1], IW = w->in[2], ID = w->in[0];                                       \
@@ -79,9 +81,10 @@ static ferry_status ranges_init(const fy_kernel *k, const fy_window *w, pool_ran
                     T best = LOWEST;                                                               \
                     int64_t bd = 0, bh = 0, bw = 0;                                                \
                     int have = 0;                                                                  \
-                    WINDOW_LOOPS(T, if (!have || row[iw] > best) {                                    \
-                        best = row[iw], bd = id, bh = ih, bw = iw, have = 1;                       \
-                    })                                                                             \
+                    WINDOW_LOOPS(                                                                  \
+                        T, if (!have || row[iw] > best) {                                          \
+                            best = row[iw], bd = id, bh = ih, bw = iw, have = 1;                   \
+                        })                                                                         \
                     *y++ = best;                                                                   \
                     if (ind)                                                                       \
                         *ind++ = base + (col_major ? bd + bh * ID + bw * ID * IH                   \
@@ -104,20 +107,20 @@ DEFINE_MAXPOOL(uint8_t, 0)
                 for (int64_t ow = 0; ow < w->out[2]; ow++) {                                       \
                     double s = 0;                                                                  \
                     if (p == 0) {                                                                  \
-                        WINDOW_LOOPS(T, s += row[iw];)                                                \
+                        WINDOW_LOOPS(T, s += row[iw];)                                             \
                         int64_t n = count_pad ? r->npad[0][od] * r->npad[1][oh] * r->npad[2][ow]   \
                                               : (r->khi[0][od] - r->klo[0][od]) *                  \
                                                     (r->khi[1][oh] - r->klo[1][oh]) *              \
                                                     (r->khi[2][ow] - r->klo[2][ow]);               \
                         *y++ = (T)(n > 0 ? s / (double)n : 0.0);                                   \
                     } else if (p == 1) {                                                           \
-                        WINDOW_LOOPS(T, s += fabs((double)row[iw]);)                                  \
+                        WINDOW_LOOPS(T, s += fabs((double)row[iw]);)                               \
                         *y++ = (T)s;                                                               \
                     } else if (p == 2) {                                                           \
-                        WINDOW_LOOPS(T, s += (double)row[iw] * row[iw];)                              \
+                        WINDOW_LOOPS(T, s += (double)row[iw] * row[iw];)                           \
                         *y++ = (T)sqrt(s);                                                         \
                     } else {                                                                       \
-                        WINDOW_LOOPS(T, s += pow(fabs((double)row[iw]), p);)                          \
+                        WINDOW_LOOPS(T, s += pow(fabs((double)row[iw]), p);)                       \
                         *y++ = (T)pow(s, 1.0 / p);                                                 \
                     }                                                                              \
                 }                                                                                  \
@@ -125,10 +128,10 @@ DEFINE_MAXPOOL(uint8_t, 0)
 DEFINE_AVGPOOL(float)
 DEFINE_AVGPOOL(double)
 
-/* Row sweeps for the common cases (max without indices, average): one output row at a time,
- * each kernel tap adds a strided input row over the outputs it reaches, so the inner loop has
- * no bounds checks. */
-#define ROW_SWEEP(T, INIT, ACC, ACC3)                                                              \
+/* Row sweeps for the common cases (max without indices, average). Per output row, the input
+ * rows under the window are first combined element-wise into vr (contiguous, vectorized), then
+ * each output takes its KW taps from vr: the strided part runs once instead of once per row. */
+#define ROW_SWEEP(T, INIT, COMBINE, ACC, ACC3)                                                     \
     int64_t IH = w->in[1], IW = w->in[2], OW = w->out[2], s = w->stride[2], KW = w->kernel[2];     \
     /* outputs [L, R) see all KW taps inside the row */                                            \
     int64_t L = r->wlo[0], R = r->whi[0];                                                          \
@@ -142,45 +145,59 @@ DEFINE_AVGPOOL(double)
     for (int64_t od = 0; od < w->out[0]; od++)                                                     \
         for (int64_t oh = 0; oh < w->out[1]; oh++) {                                               \
             T *yr = y + (od * w->out[1] + oh) * OW;                                                \
-            for (int64_t o = 0; o < OW; o++) yr[o] = INIT;                                         \
+            for (int64_t o = 0; o < OW; o++)                                                       \
+                yr[o] = INIT;                                                                      \
+            int nrows = 0;                                                                         \
             for (int64_t kd = r->klo[0][od]; kd < r->khi[0][od]; kd++) {                           \
                 int64_t id = r->start[0][od] + kd * w->dil[0];                                     \
                 for (int64_t kh = r->klo[1][oh]; kh < r->khi[1][oh]; kh++) {                       \
                     const T *xr = x + (id * IH + r->start[1][oh] + kh * w->dil[1]) * IW;           \
-                    if (fuse3) {                                                                   \
-                        if (s == 1) {                                                              \
-                            _Pragma("omp simd") for (int64_t o = L; o < R; o++) {                  \
-                                T v0 = xr[o + k0], v1 = xr[o + k1], v2 = xr[o + k2];               \
-                                ACC3;                                                              \
-                            }                                                                      \
-                        } else {                                                                   \
-                            for (int64_t o = L; o < R; o++) {                                      \
-                                T v0 = xr[o * s + k0], v1 = xr[o * s + k1], v2 = xr[o * s + k2];   \
-                                ACC3;                                                              \
-                            }                                                                      \
+                    if (nrows++ == 0) {                                                            \
+                        memcpy(vr, xr, sizeof(T) * (size_t)IW);                                    \
+                    } else {                                                                       \
+                        _Pragma("omp simd") for (int64_t i = 0; i < IW; i++)                       \
+                        {                                                                          \
+                            T a = vr[i], b = xr[i];                                                \
+                            vr[i] = COMBINE;                                                       \
                         }                                                                          \
                     }                                                                              \
-                    for (int64_t kw = 0; kw < KW; kw++) {                                          \
-                        int64_t off = kw * w->dil[2] - w->pad0[2], lo = r->wlo[kw],                \
-                                hi = r->whi[kw];                                                   \
-                        /* with fuse3 only the edges [lo, L) and [R, hi) are left */               \
-                        for (int part = 0; part < 2; part++) {                                     \
-                            int64_t a = lo, e = hi;                                                \
-                            if (fuse3) {                                                           \
-                                a = part ? R : lo, e = part ? hi : L;                              \
-                            } else if (part) {                                                     \
-                                break;                                                             \
+                }                                                                                  \
+            }                                                                                      \
+            if (nrows > 0) {                                                                       \
+                const T *xr = vr;                                                                  \
+                if (fuse3) {                                                                       \
+                    if (s == 1) {                                                                  \
+                        _Pragma("omp simd") for (int64_t o = L; o < R; o++)                        \
+                        {                                                                          \
+                            T v0 = xr[o + k0], v1 = xr[o + k1], v2 = xr[o + k2];                   \
+                            ACC3;                                                                  \
+                        }                                                                          \
+                    } else {                                                                       \
+                        for (int64_t o = L; o < R; o++) {                                          \
+                            T v0 = xr[o * s + k0], v1 = xr[o * s + k1], v2 = xr[o * s + k2];       \
+                            ACC3;                                                                  \
+                        }                                                                          \
+                    }                                                                              \
+                }                                                                                  \
+                for (int64_t kw = 0; kw < KW; kw++) {                                              \
+                    int64_t off = kw * w->dil[2] - w->pad0[2], lo = r->wlo[kw], hi = r->whi[kw];   \
+                    /* with fuse3 only the edges [lo, L) and [R, hi) are left */                   \
+                    for (int part = 0; part < 2; part++) {                                         \
+                        int64_t a = lo, e = hi;                                                    \
+                        if (fuse3)                                                                 \
+                            a = part ? R : lo, e = part ? hi : L;                                  \
+                        else if (part)                                                             \
+                            break;                                                                 \
+                        if (s == 1) {                                                              \
+                            _Pragma("omp simd") for (int64_t o = a; o < e; o++)                    \
+                            {                                                                      \
+                                T v = xr[o + off];                                                 \
+                                ACC;                                                               \
                             }                                                                      \
-                            if (s == 1) {                                                          \
-                                _Pragma("omp simd") for (int64_t o = a; o < e; o++) {              \
-                                    T v = xr[o + off];                                             \
-                                    ACC;                                                           \
-                                }                                                                  \
-                            } else {                                                               \
-                                for (int64_t o = a; o < e; o++) {                                  \
-                                    T v = xr[o * s + off];                                         \
-                                    ACC;                                                           \
-                                }                                                                  \
+                        } else {                                                                   \
+                            for (int64_t o = a; o < e; o++) {                                      \
+                                T v = xr[o * s + off];                                             \
+                                ACC;                                                               \
                             }                                                                      \
                         }                                                                          \
                     }                                                                              \
@@ -191,13 +208,13 @@ DEFINE_AVGPOOL(double)
 
 #define FINISH_ROW
 #define DEFINE_MAXROWS(T, LOWEST)                                                                  \
-    static void maxrows_##T(const T *x, T *y, const fy_window *w, const pool_ranges *r)            \
+    static void maxrows_##T(const T *x, T *y, const fy_window *w, const pool_ranges *r, T *vr)     \
     {                                                                                              \
-        ROW_SWEEP(T, LOWEST, yr[o] = v > yr[o] ? v : yr[o], {                                      \
+        ROW_SWEEP(T, LOWEST, b > a ? b : a, yr[o] = v > yr[o] ? v : yr[o], {                       \
             T m = v0 > v1 ? v0 : v1;                                                               \
             m = v2 > m ? v2 : m;                                                                   \
             yr[o] = m > yr[o] ? m : yr[o];                                                         \
-        })                                        \
+        })                                                                                         \
     }
 DEFINE_MAXROWS(float, -INFINITY)
 DEFINE_MAXROWS(double, -INFINITY)
@@ -211,14 +228,14 @@ DEFINE_MAXROWS(uint8_t, 0)
         int64_t nh = count_pad ? r->npad[1][oh] : r->khi[1][oh] - r->klo[1][oh];                   \
         for (int64_t o = 0; o < OW; o++) {                                                         \
             int64_t n = nd * nh * (count_pad ? r->npad[2][o] : r->khi[2][o] - r->klo[2][o]);       \
-            yr[o] = n > 0 ? yr[o] / (__typeof__(yr[0]))n : 0;                                                \
+            yr[o] = n > 0 ? yr[o] / (__typeof__(yr[0]))n : 0;                                      \
         }                                                                                          \
     }
 #define DEFINE_AVGROWS(T)                                                                          \
     static void avgrows_##T(const T *x, T *y, int count_pad, const fy_window *w,                   \
-                            const pool_ranges *r)                                                  \
+                            const pool_ranges *r, T *vr)                                           \
     {                                                                                              \
-        ROW_SWEEP(T, (T)0, yr[o] += v, yr[o] += v0 + v1 + v2)                                                             \
+        ROW_SWEEP(T, (T)0, a + b, yr[o] += v, yr[o] += v0 + v1 + v2)                               \
     }
 DEFINE_AVGROWS(float)
 DEFINE_AVGROWS(double)
@@ -250,7 +267,8 @@ static ferry_status run_pool(fy_kernel *k, enum pool_kind kind)
     int col_major = fy_attr_int(k, "storage_order", 0) != 0;
 
     int64_t N = x->dims[0], C = x->dims[1], odims[2 + FY_WIN_DIMS] = {N, C};
-    for (int i = 0; i < w.nsp; i++) odims[2 + i] = w.out[FY_WIN_DIMS - w.nsp + i];
+    for (int i = 0; i < w.nsp; i++)
+        odims[2 + i] = w.out[FY_WIN_DIMS - w.nsp + i];
     fy_value *y, *ind = NULL;
     FY_CHECK(fy_output(k, 0, x->dtype, x->rank, odims, &y));
     if (kind == POOL_MAX && fy_output_wanted(k, 1))
@@ -259,6 +277,13 @@ static ferry_status run_pool(fy_kernel *k, enum pool_kind kind)
 
     pool_ranges r;
     FY_CHECK(ranges_init(k, &w, &r));
+    /* one row of vertically combined input per thread */
+    char *scratch = malloc(sizeof(double) * (size_t)(w.in[2] * omp_get_max_threads() + 1));
+    if (!scratch) {
+        free(r.mem);
+        return fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
+    }
+#define SCRATCH(T) (T *)(scratch + sizeof(double) * (size_t)(w.in[2] * omp_get_thread_num()))
     int64_t planes = N * C, isp = w.in[0] * w.in[1] * w.in[2];
     int64_t osp = w.out[0] * w.out[1] * w.out[2];
     int64_t ksp = w.kernel[0] * w.kernel[1] * w.kernel[2];
@@ -271,12 +296,15 @@ static ferry_status run_pool(fy_kernel *k, enum pool_kind kind)
         double *py = y->data;
 #pragma omp parallel for if (par) schedule(static)
         for (int64_t pl = 0; pl < planes; pl++) {
-            if (kind == POOL_MAX && !ind) maxrows_double(px + pl * isp, py + pl * osp, &w, &r);
+            if (kind == POOL_MAX && !ind)
+                maxrows_double(px + pl * isp, py + pl * osp, &w, &r, SCRATCH(double));
             else if (kind == POOL_MAX)
                 maxpool_double(px + pl * isp, py + pl * osp, (int64_t *)ind->data + pl * osp,
                                pl * isp, col_major, &w, &r);
-            else if (kind == POOL_AVG) avgrows_double(px + pl * isp, py + pl * osp, count_pad, &w, &r);
-            else avgpool_double(px + pl * isp, py + pl * osp, count_pad, p, &w, &r);
+            else if (kind == POOL_AVG)
+                avgrows_double(px + pl * isp, py + pl * osp, count_pad, &w, &r, SCRATCH(double));
+            else
+                avgpool_double(px + pl * isp, py + pl * osp, count_pad, p, &w, &r);
         }
         break;
     }
@@ -284,9 +312,11 @@ static ferry_status run_pool(fy_kernel *k, enum pool_kind kind)
     case DT: {                                                                                     \
         const T *px = x->data;                                                                     \
         T *py = y->data;                                                                           \
-        _Pragma("omp parallel for if (par) schedule(static)")                                      \
-        for (int64_t pl = 0; pl < planes; pl++) {                                                  \
-            if (!ind) maxrows_##T(px + pl * isp, py + pl * osp, &w, &r);                           \
+        _Pragma("omp parallel for if (par) schedule(static)") for (int64_t pl = 0; pl < planes;    \
+                                                                   pl++)                           \
+        {                                                                                          \
+            if (!ind)                                                                              \
+                maxrows_##T(px + pl * isp, py + pl * osp, &w, &r, SCRATCH(T));                     \
             else                                                                                   \
                 maxpool_##T(px + pl * isp, py + pl * osp, (int64_t *)ind->data + pl * osp,         \
                             pl * isp, col_major, &w, &r);                                          \
@@ -298,27 +328,31 @@ static ferry_status run_pool(fy_kernel *k, enum pool_kind kind)
 #undef INT_CASE
     default: {
         const float *px = fy_nn_to_float(x, &fx);
-        float *py = x->dtype == FERRY_DTYPE_F32 ? y->data
-                                                 : (fy = malloc(sizeof(float) * (size_t)y->count));
+        float *py =
+            x->dtype == FERRY_DTYPE_F32 ? y->data : (fy = malloc(sizeof(float) * (size_t)y->count));
         if (!px || !py) {
             rc = fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
             break;
         }
 #pragma omp parallel for if (par) schedule(static)
         for (int64_t pl = 0; pl < planes; pl++) {
-            if (kind == POOL_MAX && !ind) maxrows_float(px + pl * isp, py + pl * osp, &w, &r);
+            if (kind == POOL_MAX && !ind)
+                maxrows_float(px + pl * isp, py + pl * osp, &w, &r, SCRATCH(float));
             else if (kind == POOL_MAX)
                 maxpool_float(px + pl * isp, py + pl * osp, (int64_t *)ind->data + pl * osp,
                               pl * isp, col_major, &w, &r);
-            else if (kind == POOL_AVG) avgrows_float(px + pl * isp, py + pl * osp, count_pad, &w, &r);
-            else avgpool_float(px + pl * isp, py + pl * osp, count_pad, p, &w, &r);
+            else if (kind == POOL_AVG)
+                avgrows_float(px + pl * isp, py + pl * osp, count_pad, &w, &r, SCRATCH(float));
+            else
+                avgpool_float(px + pl * isp, py + pl * osp, count_pad, p, &w, &r);
         }
         fy_nn_from_float(y, py);
         break;
     }
     }
-    free(fx), free(fy), free(r.mem);
+    free(fx), free(fy), free(r.mem), free(scratch);
     return rc;
+#undef SCRATCH
 }
 
 ferry_status fy_op_MaxPool(fy_kernel *k) { return run_pool(k, POOL_MAX); }
@@ -331,22 +365,26 @@ static double global_reduce_f(const float *x, int64_t n, enum pool_kind kind, do
 {
     if (kind == POOL_MAX) {
         float m = n > 0 ? x[0] : -INFINITY;
-        for (int64_t i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+        for (int64_t i = 1; i < n; i++)
+            m = x[i] > m ? x[i] : m;
         return m;
     }
     if (kind == POOL_AVG || p == 1) {
         float s = 0;
         if (kind == POOL_AVG) {
 #pragma omp simd reduction(+ : s)
-            for (int64_t i = 0; i < n; i++) s += x[i];
+            for (int64_t i = 0; i < n; i++)
+                s += x[i];
             return n > 0 ? (double)s / (double)n : 0.0;
         }
 #pragma omp simd reduction(+ : s)
-        for (int64_t i = 0; i < n; i++) s += fabsf(x[i]);
+        for (int64_t i = 0; i < n; i++)
+            s += fabsf(x[i]);
         return s;
     }
     double s = 0;
-    for (int64_t i = 0; i < n; i++) s += p == 2 ? (double)x[i] * x[i] : pow(fabs(x[i]), p);
+    for (int64_t i = 0; i < n; i++)
+        s += p == 2 ? (double)x[i] * x[i] : pow(fabs(x[i]), p);
     return p == 2 ? sqrt(s) : pow(s, 1.0 / p);
 }
 
@@ -354,9 +392,12 @@ static double global_reduce_d(const double *x, int64_t n, enum pool_kind kind, d
 {
     double s = kind == POOL_MAX ? -INFINITY : 0;
     for (int64_t i = 0; i < n; i++) {
-        if (kind == POOL_MAX) s = x[i] > s ? x[i] : s;
-        else if (kind == POOL_AVG) s += x[i];
-        else s += pow(fabs(x[i]), p);
+        if (kind == POOL_MAX)
+            s = x[i] > s ? x[i] : s;
+        else if (kind == POOL_AVG)
+            s += x[i];
+        else
+            s += pow(fabs(x[i]), p);
     }
     if (kind == POOL_AVG) return n > 0 ? s / (double)n : 0.0;
     if (kind == POOL_LP) return pow(s, 1.0 / p);
@@ -377,7 +418,8 @@ static ferry_status run_global(fy_kernel *k, enum pool_kind kind)
             return fy_kernel_error(k, FERRY_E_INVALID_ARG, "p must be positive, got %g", p);
     }
     int64_t odims[FERRY_MAX_RANK];
-    for (int i = 0; i < x->rank; i++) odims[i] = i < 2 ? x->dims[i] : 1;
+    for (int i = 0; i < x->rank; i++)
+        odims[i] = i < 2 ? x->dims[i] : 1;
     fy_value *y;
     FY_CHECK(fy_output(k, 0, x->dtype, x->rank, odims, &y));
     int64_t planes = y->count, sp = planes ? x->count / planes : 0;
@@ -387,7 +429,8 @@ static ferry_status run_global(fy_kernel *k, enum pool_kind kind)
         const double *px = x->data;
         double *py = y->data;
 #pragma omp parallel for if (par) schedule(static)
-        for (int64_t pl = 0; pl < planes; pl++) py[pl] = global_reduce_d(px + pl * sp, sp, kind, p);
+        for (int64_t pl = 0; pl < planes; pl++)
+            py[pl] = global_reduce_d(px + pl * sp, sp, kind, p);
         return FERRY_OK;
     }
     float *fx = NULL;
@@ -453,8 +496,10 @@ ferry_status fy_op_MaxUnpool(fy_kernel *k)
     for (int64_t i = 0; i < x->count; i++) {
         int64_t at = pi[i];
         if (at < 0 || at >= icount)
-            return fy_kernel_error(k, FERRY_E_INVALID_ARG, "index %lld is outside the pooled "
-                                   "shape of %lld elements", (long long)at, (long long)icount);
+            return fy_kernel_error(k, FERRY_E_INVALID_ARG,
+                                   "index %lld is outside the pooled "
+                                   "shape of %lld elements",
+                                   (long long)at, (long long)icount);
         if (!same) {
             int64_t rem = at, mul = 1, to = 0;
             int inside = 1;

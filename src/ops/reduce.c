@@ -36,17 +36,18 @@ static enum red_pass later_pass(enum red_pass first)
     static void pass_##NAME(enum red_pass kind, const W *x, W *y, int64_t outer, int64_t R,        \
                             int64_t inner)                                                         \
     {                                                                                              \
-        _Pragma("omp parallel for if (outer > 1 && outer * R * inner > 65536) schedule(static)")  \
-        for (int64_t o = 0; o < outer; o++) {                                                      \
+        int par = outer > 1 && outer * R * inner > 65536;                                          \
+        _Pragma("omp parallel for if (par) schedule(static)") for (int64_t o = 0; o < outer; o++)  \
+        {                                                                                          \
             const W *xo = x + o * R * inner;                                                       \
             W *yo = y + o * inner;                                                                 \
-            W init = kind == P_MAX   ? LOWEST                                                      \
-                     : kind == P_MIN ? HIGHEST                                                     \
-                     : kind == P_PROD ? (W)1                                                       \
-                     : kind == P_LSE  ? LOWEST                                                     \
-                                      : (W)0;                                                      \
-            for (int64_t j = 0; j < inner; j++) yo[j] = init;                                      \
-            if (kind == P_LSE) { /* max first, then the shifted sum of exponentials */            \
+            W init = (W)0;                                                                         \
+            if (kind == P_MAX || kind == P_LSE) init = LOWEST;                                     \
+            if (kind == P_MIN) init = HIGHEST;                                                     \
+            if (kind == P_PROD) init = (W)1;                                                       \
+            for (int64_t j = 0; j < inner; j++)                                                    \
+                yo[j] = init;                                                                      \
+            if (kind == P_LSE) { /* max first, then the shifted sum of exponentials */             \
                 for (int64_t r = 0; r < R; r++)                                                    \
                     for (int64_t j = 0; j < inner; j++)                                            \
                         yo[j] = xo[r * inner + j] > yo[j] ? xo[r * inner + j] : yo[j];             \
@@ -54,7 +55,8 @@ static enum red_pass later_pass(enum red_pass first)
                     W m = yo[j];                                                                   \
                     if (!IS_FLOAT || !isfinite((double)m)) continue;                               \
                     double s = 0;                                                                  \
-                    for (int64_t r = 0; r < R; r++) s += exp((double)xo[r * inner + j] - (double)m); \
+                    for (int64_t r = 0; r < R; r++)                                                \
+                        s += exp((double)xo[r * inner + j] - (double)m);                           \
                     yo[j] = (W)(m + log(s));                                                       \
                 }                                                                                  \
                 continue;                                                                          \
@@ -67,20 +69,24 @@ static enum red_pass later_pass(enum red_pass first)
                         ADD(acc, xo[r]);                                                           \
                     break;                                                                         \
                 case P_ABSSUM:                                                                     \
-                    for (int64_t r = 0; r < R; r++) acc = ADD(acc, ABS(xo[r]));                    \
+                    for (int64_t r = 0; r < R; r++)                                                \
+                        acc = ADD(acc, ABS(xo[r]));                                                \
                     break;                                                                         \
                 case P_SQSUM:                                                                      \
                     _Pragma("omp simd reduction(+ : acc)") for (int64_t r = 0; r < R; r++) acc =   \
                         ADD(acc, MUL(xo[r], xo[r]));                                               \
                     break;                                                                         \
                 case P_MAX:                                                                        \
-                    for (int64_t r = 0; r < R; r++) acc = xo[r] > acc ? xo[r] : acc;               \
+                    for (int64_t r = 0; r < R; r++)                                                \
+                        acc = xo[r] > acc ? xo[r] : acc;                                           \
                     break;                                                                         \
                 case P_MIN:                                                                        \
-                    for (int64_t r = 0; r < R; r++) acc = xo[r] < acc ? xo[r] : acc;               \
+                    for (int64_t r = 0; r < R; r++)                                                \
+                        acc = xo[r] < acc ? xo[r] : acc;                                           \
                     break;                                                                         \
                 default:                                                                           \
-                    for (int64_t r = 0; r < R; r++) acc = MUL(acc, xo[r]);                         \
+                    for (int64_t r = 0; r < R; r++)                                                \
+                        acc = MUL(acc, xo[r]);                                                     \
                     break;                                                                         \
                 }                                                                                  \
                 yo[0] = acc;                                                                       \
@@ -90,24 +96,28 @@ static enum red_pass later_pass(enum red_pass first)
                 const W *xr = xo + r * inner;                                                      \
                 switch (kind) {                                                                    \
                 case P_SUM:                                                                        \
-                    _Pragma("omp simd") for (int64_t j = 0; j < inner; j++) yo[j] =               \
+                    _Pragma("omp simd") for (int64_t j = 0; j < inner; j++) yo[j] =                \
                         ADD(yo[j], xr[j]);                                                         \
                     break;                                                                         \
                 case P_ABSSUM:                                                                     \
-                    for (int64_t j = 0; j < inner; j++) yo[j] = ADD(yo[j], ABS(xr[j]));            \
+                    for (int64_t j = 0; j < inner; j++)                                            \
+                        yo[j] = ADD(yo[j], ABS(xr[j]));                                            \
                     break;                                                                         \
                 case P_SQSUM:                                                                      \
-                    _Pragma("omp simd") for (int64_t j = 0; j < inner; j++) yo[j] =               \
+                    _Pragma("omp simd") for (int64_t j = 0; j < inner; j++) yo[j] =                \
                         ADD(yo[j], MUL(xr[j], xr[j]));                                             \
                     break;                                                                         \
                 case P_MAX:                                                                        \
-                    for (int64_t j = 0; j < inner; j++) yo[j] = xr[j] > yo[j] ? xr[j] : yo[j];     \
+                    for (int64_t j = 0; j < inner; j++)                                            \
+                        yo[j] = xr[j] > yo[j] ? xr[j] : yo[j];                                     \
                     break;                                                                         \
                 case P_MIN:                                                                        \
-                    for (int64_t j = 0; j < inner; j++) yo[j] = xr[j] < yo[j] ? xr[j] : yo[j];     \
+                    for (int64_t j = 0; j < inner; j++)                                            \
+                        yo[j] = xr[j] < yo[j] ? xr[j] : yo[j];                                     \
                     break;                                                                         \
                 default:                                                                           \
-                    for (int64_t j = 0; j < inner; j++) yo[j] = MUL(yo[j], xr[j]);                 \
+                    for (int64_t j = 0; j < inner; j++)                                            \
+                        yo[j] = MUL(yo[j], xr[j]);                                                 \
                     break;                                                                         \
                 }                                                                                  \
             }                                                                                      \
@@ -118,7 +128,7 @@ static enum red_pass later_pass(enum red_pass first)
 #define F_MUL(a, b) ((a) * (b))
 #define I_ADD(a, b) ((int64_t)((uint64_t)(a) + (uint64_t)(b)))
 #define I_MUL(a, b) ((int64_t)((uint64_t)(a) * (uint64_t)(b)))
-#define I_ABS(a) ((a) < 0 ? (int64_t)(0 - (uint64_t)(a)) : (a))
+#define I_ABS(a)    ((a) < 0 ? (int64_t)(0 - (uint64_t)(a)) : (a))
 DEFINE_PASS(f, float, F_ADD, F_MUL, fabsf, -INFINITY, INFINITY, 1)
 DEFINE_PASS(d, double, F_ADD, F_MUL, fabs, -INFINITY, INFINITY, 1)
 DEFINE_PASS(i, int64_t, I_ADD, I_MUL, I_ABS, INT64_MIN, INT64_MAX, 0)
@@ -141,9 +151,11 @@ static ferry_status axes_of(fy_kernel *k, enum red_op op, int rank, int *red, in
         int64_t len = fy_attr_ints(k, "axes", &v);
         if (len > FERRY_MAX_RANK)
             return fy_kernel_error(k, FERRY_E_INVALID_ARG, "too many axes (%lld)", (long long)len);
-        for (int64_t i = 0; i < len; i++) axes[n++] = v[i];
+        for (int64_t i = 0; i < len; i++)
+            axes[n++] = v[i];
     }
-    for (int i = 0; i < rank; i++) red[i] = 0;
+    for (int i = 0; i < rank; i++)
+        red[i] = 0;
     for (int i = 0; i < n; i++) {
         int a;
         FY_CHECK(fy_axis(k, axes[i], rank, &a));
@@ -166,14 +178,17 @@ static ferry_status run_reduce(fy_kernel *k, enum red_op op)
     if (n_axes == 0) {
         if (fy_attr_int(k, "noop_with_empty_axes", 0))
             return fy_output_set(k, 0, fy_value_ref((fy_value *)x));
-        for (int i = 0; i < x->rank; i++) red[i] = 1;
+        for (int i = 0; i < x->rank; i++)
+            red[i] = 1;
     }
     int64_t odims[FERRY_MAX_RANK], total_r = 1;
     int ro = 0;
     for (int i = 0; i < x->rank; i++) {
         if (red[i]) total_r *= x->dims[i];
-        if (!red[i]) odims[ro++] = x->dims[i];
-        else if (keep) odims[ro++] = 1;
+        if (!red[i])
+            odims[ro++] = x->dims[i];
+        else if (keep)
+            odims[ro++] = 1;
     }
     fy_value *y;
     FY_CHECK(fy_output(k, 0, x->dtype, ro, odims, &y));
@@ -192,7 +207,8 @@ static ferry_status run_reduce(fy_kernel *k, enum red_op op)
         }
     }
     int any = 0;
-    for (int b = 0; b < nb; b++) any |= flag[b];
+    for (int b = 0; b < nb; b++)
+        any |= flag[b];
     if (!any) size[nb] = 1, flag[nb] = 1, nb++; /* element-wise finish (abs, square, log) */
 
     enum work wk;
@@ -217,8 +233,10 @@ static ferry_status run_reduce(fy_kernel *k, enum red_op op)
         conv = malloc(ws * (size_t)(x->count + 1));
         if (conv)
             for (int64_t i = 0; i < x->count; i++) {
-                if (wk == W_INT) ((int64_t *)conv)[i] = fy_tensor_get_i64(x, i);
-                else ((double *)conv)[i] = fy_tensor_get_f64(x, i);
+                if (wk == W_INT)
+                    ((int64_t *)conv)[i] = fy_tensor_get_i64(x, i);
+                else
+                    ((double *)conv)[i] = fy_tensor_get_f64(x, i);
             }
         src = conv;
     }
@@ -236,15 +254,20 @@ static ferry_status run_reduce(fy_kernel *k, enum red_op op)
     for (int b = nb - 1; b >= 0; b--) {
         if (!flag[b]) continue;
         int64_t outer = 1, inner = 1;
-        for (int j = 0; j < b; j++) outer *= cur[j];
-        for (int j = b + 1; j < nb; j++) inner *= cur[j];
+        for (int j = 0; j < b; j++)
+            outer *= cur[j];
+        for (int j = b + 1; j < nb; j++)
+            inner *= cur[j];
         if (!buf[which] && !(buf[which] = malloc(ws * (size_t)(outer * inner + 1)))) {
             rc = fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
             goto out;
         }
-        if (wk == W_FLOAT) pass_f(kind, in, buf[which], outer, cur[b], inner);
-        else if (wk == W_DOUBLE) pass_d(kind, in, buf[which], outer, cur[b], inner);
-        else pass_i(kind, in, buf[which], outer, cur[b], inner);
+        if (wk == W_FLOAT)
+            pass_f(kind, in, buf[which], outer, cur[b], inner);
+        else if (wk == W_DOUBLE)
+            pass_d(kind, in, buf[which], outer, cur[b], inner);
+        else
+            pass_i(kind, in, buf[which], outer, cur[b], inner);
         cur[b] = 1;
         in = buf[which];
         which ^= 1;
@@ -261,12 +284,18 @@ static ferry_status run_reduce(fy_kernel *k, enum red_op op)
             continue;
         }
         v = wk == W_FLOAT ? ((const float *)in)[i] : ((const double *)in)[i];
-        if (op == R_MEAN) v /= (double)total_r;
-        else if (op == R_L2) v = sqrt(v);
-        else if (op == R_LOGSUM) v = log(v);
-        if (y->dtype == FERRY_DTYPE_F32) ((float *)y->data)[i] = (float)v;
-        else if (y->dtype == FERRY_DTYPE_F64) ((double *)y->data)[i] = v;
-        else fy_tensor_set_f64(y, i, v);
+        if (op == R_MEAN)
+            v /= (double)total_r;
+        else if (op == R_L2)
+            v = sqrt(v);
+        else if (op == R_LOGSUM)
+            v = log(v);
+        if (y->dtype == FERRY_DTYPE_F32)
+            ((float *)y->data)[i] = (float)v;
+        else if (y->dtype == FERRY_DTYPE_F64)
+            ((double *)y->data)[i] = v;
+        else
+            fy_tensor_set_f64(y, i, v);
     }
 out:
     free(conv), free(buf[0]), free(buf[1]);
@@ -289,7 +318,7 @@ ferry_status fy_op_ReduceSumSquare(fy_kernel *k) { return run_reduce(k, R_SUMSQ)
 /* Index of the max (want_max) or min over r of x[o, r, j]; ties go to the first index, or the
  * last with last. */
 #define DEFINE_ARG(T)                                                                              \
-    static ferry_status arg_##T(const T *x, int64_t *y, int64_t outer, int64_t R, int64_t inner,  \
+    static ferry_status arg_##T(const T *x, int64_t *y, int64_t outer, int64_t R, int64_t inner,   \
                                 int want_max, int last)                                            \
     {                                                                                              \
         T *best = malloc(sizeof(T) * (size_t)(inner + 1));                                         \
@@ -297,7 +326,8 @@ ferry_status fy_op_ReduceSumSquare(fy_kernel *k) { return run_reduce(k, R_SUMSQ)
         for (int64_t o = 0; o < outer; o++) {                                                      \
             const T *xo = x + o * R * inner;                                                       \
             int64_t *yo = y + o * inner;                                                           \
-            for (int64_t j = 0; j < inner; j++) best[j] = xo[j], yo[j] = 0;                        \
+            for (int64_t j = 0; j < inner; j++)                                                    \
+                best[j] = xo[j], yo[j] = 0;                                                        \
             for (int64_t r = 1; r < R; r++) {                                                      \
                 const T *xr = xo + r * inner;                                                      \
                 for (int64_t j = 0; j < inner; j++) {                                              \
@@ -338,8 +368,10 @@ static ferry_status run_arg(fy_kernel *k, int want_max)
     for (int i = 0; i < x->rank; i++) {
         if (i < axis) outer *= x->dims[i];
         if (i > axis) inner *= x->dims[i];
-        if (i != axis) odims[ro++] = x->dims[i];
-        else if (keep) odims[ro++] = 1;
+        if (i != axis)
+            odims[ro++] = x->dims[i];
+        else if (keep)
+            odims[ro++] = 1;
     }
     fy_value *y;
     FY_CHECK(fy_output(k, 0, FERRY_DTYPE_I64, ro, odims, &y));
