@@ -5,7 +5,7 @@ BUILD  ?= build
 ASAN   ?= build-asan
 FUZZ   ?= build-fuzz
 
-.PHONY: all build demo test test-release test-asan fuzz clean
+.PHONY: all build demo test test-release test-asan bench fuzz clean
 
 all: build
 
@@ -35,6 +35,13 @@ test-asan:
 	cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_SANITIZE="address;undefined"
 	cmake --build $(ASAN) -j$(JOBS)
 	cd $(ASAN) && ctest --output-on-failure -j$(JOBS)
+
+# ferry against ONNX Runtime, alternating, on seven models (docs/performance.md); prints a Markdown
+# table and writes bench/results.json. make bench BENCH_ARGS=--quick for a shorter run.
+BENCH_ARGS ?=
+bench: build
+	scripts/install-deps.sh test
+	/usr/bin/python3 bench/run.py --ferry $(BUILD)/ferry --models $(BUILD)/bench-models $(BENCH_ARGS)
 
 # libFuzzer on the model loader: make fuzz FUZZ_SECONDS=600
 FUZZ_SECONDS ?= 60

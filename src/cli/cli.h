@@ -14,6 +14,7 @@ typedef int (*cli_command_fn)(int argc, char **argv);
 
 int cmd_inspect(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 int cmd_conformance(int argc, char **argv);
 
 /* Print "ferry <cmd>: <message>: <ferry_last_error()>" to stderr and return the exit code that

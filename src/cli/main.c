@@ -11,6 +11,7 @@ static const struct {
 } commands[] = {
     {"inspect", cmd_inspect, "describe a model: inputs, outputs, ops, parameters, FLOPs"},
     {"run", cmd_run, "run a model on .npy/.pb inputs and write its outputs as .npy"},
+    {"bench", cmd_bench, "time a model: load, latency percentiles, throughput, memory, profile"},
     {"conformance", cmd_conformance, "run ONNX backend test folders and report pass/fail"},
 };
 

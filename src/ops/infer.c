@@ -23,6 +23,7 @@ typedef struct sinfo {
     /* for small 1-D / scalar int64 values: their elements, dim by dim (n_vals < 0: unknown) */
     int n_vals;
     sdim vals[FERRY_MAX_RANK];
+    const fy_value *t; /* the constant behind the value (exact contents), or NULL */
 } sinfo;
 
 static const sdim UNKNOWN = {-1, NULL};
@@ -70,7 +71,7 @@ static int64_t attr_ints(const fy_node *n, const char *name, const int64_t **v)
 
 static const sinfo *input(const sinfo *vals, const fy_node *n, int i)
 {
-    static const sinfo none = {0, 0, -1, {{0, 0}}, -1, {{0, 0}}};
+    static const sinfo none = {0, 0, -1, {{0, 0}}, -1, {{0, 0}}, NULL};
     return i < n->n_inputs && n->inputs[i] >= 0 ? &vals[n->inputs[i]] : &none;
 }
 
@@ -229,13 +230,87 @@ static void from_tensor(sinfo *s, const fy_value *t)
     s->rank = t->rank;
     for (int i = 0; i < t->rank; i++) s->d[i] = (sdim){t->dims[i], NULL};
     set_vals_from_tensor(s, t);
+    s->t = t;
+}
+
+/* Exact integers of constant input i (1-D or scalar); count, or -1 if not a known constant. */
+static int const_input_ints(const sinfo *vals, const fy_node *n, int i, int64_t *out)
+{
+    const fy_value *t = i < n->n_inputs && n->inputs[i] >= 0 ? vals[n->inputs[i]].t : NULL;
+    if (!t || !fy_dtype_is_int(t->dtype) || t->rank > 1 || t->count > FERRY_MAX_RANK) return -1;
+    for (int64_t j = 0; j < t->count; j++) out[j] = fy_tensor_get_i64(t, j);
+    return (int)t->count;
+}
+
+/* Extent of one sliced dim (ONNX clamping rules); *first gets the first index taken. A
+ * symbolic dim survives only a full slice. */
+static sdim slice_dim(sdim d, int64_t s, int64_t e, int64_t step, int64_t *first)
+{
+    if (step == 0 || step < -INT64_MAX) return UNKNOWN;
+    if (d.v < 0) return step == 1 && s == 0 && e >= INT32_MAX ? d : UNKNOWN;
+    int64_t n = d.v, cnt;
+    if (s < 0) s += n;
+    if (e < 0) e += n;
+    if (step > 0) {
+        s = s < 0 ? 0 : s > n ? n : s;
+        e = e < 0 ? 0 : e > n ? n : e;
+        cnt = e > s ? (e - s - 1) / step + 1 : 0;
+    } else {
+        s = s < 0 ? 0 : s > n - 1 ? n - 1 : s;
+        e = e < -1 ? -1 : e > n - 1 ? n - 1 : e;
+        cnt = s > e ? (s - e - 1) / -step + 1 : 0;
+    }
+    *first = s;
+    return (sdim){cnt, NULL};
+}
+
+/* Slice with constant starts/ends/axes/steps (inputs from opset 10, attributes before). */
+static void infer_slice(const fy_node *n, const sinfo *vals, const sinfo *x, sinfo *o)
+{
+    int64_t st[FERRY_MAX_RANK], en[FERRY_MAX_RANK], ax[FERRY_MAX_RANK], sp[FERRY_MAX_RANK];
+    const int64_t *p;
+    int ns, ne, na = -1, nsp = -1;
+    if (x->rank < 0) return;
+    if (n->opset >= 10) {
+        ns = const_input_ints(vals, n, 1, st);
+        ne = const_input_ints(vals, n, 2, en);
+        if (n->n_inputs > 3 && n->inputs[3] >= 0 && (na = const_input_ints(vals, n, 3, ax)) < 0) return;
+        if (n->n_inputs > 4 && n->inputs[4] >= 0 && (nsp = const_input_ints(vals, n, 4, sp)) < 0) return;
+    } else {
+        ns = (int)attr_ints(n, "starts", &p);
+        if (ns < 0 || ns > FERRY_MAX_RANK) return;
+        memcpy(st, p, sizeof(int64_t) * ns);
+        ne = (int)attr_ints(n, "ends", &p);
+        if (ne < 0 || ne > FERRY_MAX_RANK) return;
+        memcpy(en, p, sizeof(int64_t) * ne);
+        na = (int)attr_ints(n, "axes", &p);
+        if (na > FERRY_MAX_RANK) return;
+        if (na >= 0) memcpy(ax, p, sizeof(int64_t) * na);
+    }
+    if (ns < 0 || ne != ns || (na >= 0 && na != ns) || (nsp >= 0 && nsp != ns)) return;
+    sdim d[FERRY_MAX_RANK];
+    int64_t first[FERRY_MAX_RANK] = {0};
+    memcpy(d, x->d, sizeof d);
+    for (int i = 0; i < ns; i++) {
+        int a = norm_axis(na >= 0 ? ax[i] : i, x->rank);
+        if (a < 0) return;
+        d[a] = slice_dim(x->d[a], st[i], en[i], nsp >= 0 ? sp[i] : 1, &first[a]);
+    }
+    o->rank = x->rank;
+    memcpy(o->d, d, sizeof d);
+    /* a slice of tracked shape values (Shape -> Slice) keeps the values it takes */
+    if (x->rank == 1 && x->n_vals >= 0 && x->d[0].v == x->n_vals && d[0].v >= 0) {
+        int64_t step = nsp >= 0 ? sp[0] : 1;
+        o->n_vals = (int)d[0].v;
+        for (int64_t i = 0; i < d[0].v; i++) o->vals[i] = x->vals[first[0] + i * step];
+    }
 }
 
 static void infer_node(const fy_node *n, sinfo *vals)
 {
     const char *op = n->op_type;
     const sinfo *x = input(vals, n, 0);
-    sinfo o = {1, x->dtype, -1, {{0, 0}}, -1, {{0, 0}}};
+    sinfo o = {1, x->dtype, -1, {{0, 0}}, -1, {{0, 0}}, NULL};
     const int64_t *axes_attr = NULL;
     int64_t ints[FERRY_MAX_RANK];
 
@@ -374,6 +449,8 @@ static void infer_node(const fy_node *n, sinfo *vals)
                 memcpy(o.vals, x->vals, sizeof o.vals);
             }
         }
+    } else if (strcmp(op, "Slice") == 0) {
+        infer_slice(n, vals, x, &o);
     } else if (strcmp(op, "Concat") == 0) {
         int axis = x->rank > 0 ? norm_axis(attr_i(n, "axis", 0), x->rank) : -1;
         if (axis < 0) return;
@@ -386,8 +463,13 @@ static void infer_node(const fy_node *n, sinfo *vals)
             if (s->rank != x->rank) return;
             if (i) o.d[axis] = o.d[axis].v >= 0 && s->d[axis].v >= 0
                                    ? (sdim){o.d[axis].v + s->d[axis].v, NULL} : UNKNOWN;
-            if (s->n_vals < 0 || o.n_vals + s->n_vals > FERRY_MAX_RANK) all_vals = 0;
-            else {
+            /* a piece of unknown contents but known length: that many unknown entries (a
+             * Reshape target then keeps its rank and the pieces that are known) */
+            int nv = s->n_vals >= 0 ? s->n_vals : s->rank == 1 && s->d[0].v >= 0 ? (int)s->d[0].v : -1;
+            if (nv < 0 || o.n_vals + nv > FERRY_MAX_RANK) all_vals = 0;
+            else if (s->n_vals < 0) {
+                for (int j = 0; j < nv; j++) o.vals[o.n_vals++] = UNKNOWN;
+            } else {
                 memcpy(o.vals + o.n_vals, s->vals, sizeof(sdim) * s->n_vals);
                 o.n_vals += s->n_vals;
             }
@@ -433,6 +515,7 @@ static void infer_node(const fy_node *n, sinfo *vals)
     } else {
         return;
     }
+    if (strcmp(op, "Constant") != 0) o.t = NULL; /* only constants carry exact contents */
     if (n->n_outputs > 0 && n->outputs[0] >= 0) vals[n->outputs[0]] = o;
 }
 

@@ -26,7 +26,7 @@ expect() {
 expect 2 "usage: ferry"                  -- "$ferry"
 expect 0 "commands:"                     -- "$ferry" --help
 expect 2 "unknown command"               -- "$ferry" frobnicate
-for cmd in inspect run conformance; do
+for cmd in inspect run bench conformance; do
   expect 0 "usage: ferry $cmd"           -- "$ferry" "$cmd" --help
 done
 
@@ -49,6 +49,22 @@ expect 2 "only 1 inputs"                 -- "$ferry" run "$model" --input "$imag
 expect 2 "input \"input\" is required"   -- "$ferry" run "$model"
 expect 2 "not a .npy file"               -- "$ferry" run "$model" --input "$work/garbage.onnx"
 expect 2 "--threads needs"               -- "$ferry" run "$model" --threads many
+
+# bench
+expect 0 "median [0-9.]+ ms"             -- "$ferry" bench "$model" --iterations 5 --warmup 1
+for key in load_ms first_run_ms min_ms median_ms p90_ms p99_ms throughput_per_s peak_rss_mb; do
+  expect 0 "^\{.*\"$key\": [0-9][0-9.e+-]*[,}].*\}$" -- "$ferry" bench "$model" --json --iterations 5 --batch 4
+done
+expect 0 '"top_nodes": \[\{"name": "[^"]+", "op": "(Fused)?Gemm"' -- "$ferry" bench "$model" --json --iterations 3 --profile 2
+expect 0 "ms per call"                   -- "$ferry" bench "$model" --iterations 3 --input "input=$image" --profile
+expect 2 "--iterations needs a positive" -- "$ferry" bench "$model" --iterations 0
+expect 2 "--batch needs a positive"      -- "$ferry" bench "$model" --batch x
+expect 2 "no input named \"nosuch\""     -- "$ferry" bench "$model" --shape nosuch=1,784
+expect 2 "dim 1 of input \"input\" is 784" -- "$ferry" bench "$model" --shape input=1,783
+expect 2 "DIMS must be positive"         -- "$ferry" bench "$model" --shape input=1,,784
+expect 2 "unexpected argument"           -- "$ferry" bench "$model" --frobnicate
+expect 2 "no MODEL given"                -- "$ferry" bench --json
+expect 2 "cannot load model"             -- "$ferry" bench "$work/truncated.onnx"
 
 # external data: the same model with its weights in a file beside it (mapped, bounds-checked)
 mkdir -p "$work/ext"

@@ -132,6 +132,49 @@ void mb_attr_int(mb_model *m, int node, const char *name, int64_t v)
     PUSH(n->attribute, n->n_attribute, a);
 }
 
+static Onnx__AttributeProto *new_attr(mb_model *m, int node, const char *name, int type)
+{
+    Onnx__AttributeProto *a = xcalloc(1, sizeof *a);
+    onnx__attribute_proto__init(a);
+    a->name = strdup(name);
+    a->has_type = 1;
+    a->type = type;
+    Onnx__NodeProto *n = m->graph.node[node];
+    PUSH(n->attribute, n->n_attribute, a);
+    return a;
+}
+
+void mb_attr_float(mb_model *m, int node, const char *name, float v)
+{
+    Onnx__AttributeProto *a = new_attr(m, node, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
+    a->has_f = 1;
+    a->f = v;
+}
+
+void mb_attr_string(mb_model *m, int node, const char *name, const char *v)
+{
+    Onnx__AttributeProto *a = new_attr(m, node, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING);
+    a->has_s = 1;
+    a->s.len = strlen(v);
+    a->s.data = (uint8_t *)strdup(v);
+}
+
+void mb_attr_ints(mb_model *m, int node, const char *name, int n, const int64_t *v)
+{
+    Onnx__AttributeProto *a = new_attr(m, node, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+    a->n_ints = n;
+    a->ints = xcalloc(n, sizeof(int64_t));
+    memcpy(a->ints, v, sizeof(int64_t) * n);
+}
+
+void mb_attr_floats(mb_model *m, int node, const char *name, int n, const float *v)
+{
+    Onnx__AttributeProto *a = new_attr(m, node, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS);
+    a->n_floats = n;
+    a->floats = xcalloc(n, sizeof(float));
+    memcpy(a->floats, v, sizeof(float) * n);
+}
+
 /* An initializer of dtype (1 float32, 7 int64) whose values go to the matching typed field. */
 static void add_initializer(mb_model *m, const char *name, int dtype, int rank,
                             const int64_t *dims, const void *data)

@@ -16,6 +16,10 @@ void mb_output(mb_model *m, const char *name);
  * optional inputs. Returns the node index for mb_attr_*. */
 int mb_node(mb_model *m, const char *op, const char *name, const char *inputs, const char *outputs);
 void mb_attr_int(mb_model *m, int node, const char *name, int64_t v);
+void mb_attr_float(mb_model *m, int node, const char *name, float v);
+void mb_attr_string(mb_model *m, int node, const char *name, const char *v);
+void mb_attr_ints(mb_model *m, int node, const char *name, int n, const int64_t *v);
+void mb_attr_floats(mb_model *m, int node, const char *name, int n, const float *v);
 void mb_initializer_f32(mb_model *m, const char *name, int rank, const int64_t *dims,
                         const float *data);
 void mb_initializer_i64(mb_model *m, const char *name, int rank, const int64_t *dims,
