@@ -303,7 +303,8 @@ void fy_broadcast_strides(int rin, const int64_t *din, int rout, const int64_t *
             continue;
         }
         strides[i] = (din[j] == 1 && dout[i] != 1) ? 0 : s;
-        s *= din[j];
+        /* wraps only for empty tensors with huge dims, where no stride is ever used */
+        s = (int64_t)((uint64_t)s * (uint64_t)din[j]);
     }
 }
 

@@ -21,9 +21,9 @@ void fy_ew_plan_init(fy_ew_plan *p, int rank, const int64_t *dims, int n_in, con
         if (dims[d] == 1) continue; /* a size-1 dim moves nothing */
         bool merge = r > 0;
         for (int j = 0; j < n_in && merge; j++)
-            merge = p->strides[j][r - 1] == st[j][d] * dims[d];
-        if (merge) {
-            p->dims[r - 1] *= dims[d];
+            merge = (uint64_t)p->strides[j][r - 1] == (uint64_t)st[j][d] * (uint64_t)dims[d];
+        if (merge) { /* products wrap only for empty tensors, which iterate nothing */
+            p->dims[r - 1] = (int64_t)((uint64_t)p->dims[r - 1] * (uint64_t)dims[d]);
             for (int j = 0; j < n_in; j++)
                 p->strides[j][r - 1] = st[j][d];
             continue;
