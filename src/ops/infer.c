@@ -190,15 +190,23 @@ static void infer_reshape(const fy_node *n, const sinfo *x, const sinfo *shape, 
     const char *in_syms[FERRY_MAX_RANK], *out_syms[FERRY_MAX_RANK];
     int n_in = 0, n_out = 0;
     for (int i = 0; i < x->rank; i++) {
-        if (x->d[i].v >= 0) in_known *= x->d[i].v;
-        else if (x->d[i].sym) in_syms[n_in++] = x->d[i].sym;
-        else return;
+        if (x->d[i].v >= 0) {
+            if (__builtin_mul_overflow(in_known, x->d[i].v, &in_known)) return;
+        } else if (x->d[i].sym) {
+            in_syms[n_in++] = x->d[i].sym;
+        } else {
+            return;
+        }
     }
     for (int i = 0; i < r; i++) {
         if (i == minus) continue;
-        if (o->d[i].v >= 0) out_known *= o->d[i].v;
-        else if (o->d[i].sym) out_syms[n_out++] = o->d[i].sym;
-        else return;
+        if (o->d[i].v >= 0) {
+            if (__builtin_mul_overflow(out_known, o->d[i].v, &out_known)) return;
+        } else if (o->d[i].sym) {
+            out_syms[n_out++] = o->d[i].sym;
+        } else {
+            return;
+        }
     }
     for (int i = 0; i < n_out; i++) {
         int found = 0;
@@ -368,8 +376,9 @@ static void infer_node(const fy_node *n, sinfo *vals)
             sdim parts[2] = {{1, NULL}, {1, NULL}};
             for (int i = 0; i < x->rank; i++) {
                 sdim *p = &parts[i >= axis];
-                if (p->v >= 0 && x->d[i].v >= 0) p->v *= x->d[i].v;
-                else if (p->v == 1 && !p->sym) *p = x->d[i];
+                if (p->v >= 0 && x->d[i].v >= 0) {
+                    if (__builtin_mul_overflow(p->v, x->d[i].v, &p->v)) *p = UNKNOWN;
+                } else if (p->v == 1 && !p->sym) *p = x->d[i];
                 else if (x->d[i].v != 1) *p = UNKNOWN;
             }
             o.d[0] = parts[0], o.d[1] = parts[1];
