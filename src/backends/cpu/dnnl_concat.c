@@ -1,20 +1,26 @@
 /* dnnl_concat.c — Concat of float32 tensors on oneDNN, so that the branches of a block
  * (SqueezeNet's fire modules, Inception) are joined in the layout their convolutions wrote,
- * without converting each branch to plain and the result back. */
+ * without converting each branch to plain and the result back. Each input is one reorder into
+ * its slice of the output (oneDNN's "simple" concat primitive is several times slower than
+ * that on blocked layouts). */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backends/cpu/dnnl_util.h"
 
-#define CONCAT_MAX_IN (FY_DNNL_MAX_ARGS - 1)
+#define CONCAT_MAX_IN   8
 #define CONCAT_MAX_RANK 6
 
 typedef struct concat_entry {
+    int nthr; /* the OpenMP team size it was made for */
     int rank;
     int64_t dims[CONCAT_MAX_IN][CONCAT_MAX_RANK];
     dnnl_memory_desc_t in_md[CONCAT_MAX_IN];
     int ok;
-    fy_dnnl_prim p; /* DST, then MULTIPLE_SRC + i */
+    int n;
+    dnnl_memory_desc_t dst_md;
+    fy_dnnl_prim p[CONCAT_MAX_IN]; /* input i -> its slice of dst: FROM, TO */
     int64_t ydims[CONCAT_MAX_RANK];
 } concat_entry;
 
@@ -46,7 +52,8 @@ ferry_status fy_dnnl_Concat_prepare(const fy_node *n, const fy_graph *g, void **
 static void entry_free(concat_entry *e)
 {
     if (!e) return;
-    fy_dnnl_prim_free(&e->p);
+    for (int i = 0; i < e->n; i++)
+        fy_dnnl_prim_free(&e->p[i]);
     free(e);
 }
 
@@ -54,7 +61,8 @@ void fy_dnnl_Concat_release(void *state)
 {
     concat_state *st = state;
     if (!st) return;
-    for (int i = 0; i < st->n_entries; i++) entry_free(st->entries[i]);
+    for (int i = 0; i < st->n_entries; i++)
+        entry_free(st->entries[i]);
     pthread_mutex_destroy(&st->mu);
     free(st);
 }
@@ -62,7 +70,7 @@ void fy_dnnl_Concat_release(void *state)
 static bool entry_matches(const concat_entry *e, int n, fy_value *const *in,
                           const dnnl_memory_desc_t *mds)
 {
-    if (e->rank != in[0]->rank) return false;
+    if (e->rank != in[0]->rank || e->nthr != omp_get_max_threads()) return false;
     for (int i = 0; i < n; i++)
         if (memcmp(e->dims[i], in[i]->dims, sizeof(int64_t) * (size_t)e->rank) != 0 ||
             !fy_dnnl_md_equal(&e->in_md[i], &mds[i]))
@@ -70,31 +78,70 @@ static bool entry_matches(const concat_entry *e, int n, fy_value *const *in,
     return true;
 }
 
-static ferry_status concat_make(int n, fy_value *const *in, const dnnl_memory_desc_t *mds,
-                                int axis, concat_entry *e)
+/* The layout of the output: that of the first input in a permuted or channel-blocked format
+ * (the others are converted into their slices), else plain. */
+static void output_md(int n, fy_value *const *in, const dnnl_memory_desc_t *mds, int rank,
+                      const dnnl_dims_t yd, dnnl_memory_desc_t *dst)
+{
+    static const dnnl_format_tag_t tags4[] = {dnnl_acdb, dnnl_aBcd16b, dnnl_aBcd8b};
+    static const dnnl_format_tag_t tags3[] = {dnnl_acb, dnnl_aBc16b, dnnl_aBc8b};
+    static const dnnl_format_tag_t tags5[] = {dnnl_acdeb, dnnl_aBcde16b, dnnl_aBcde8b};
+    const dnnl_format_tag_t *tags = rank == 4   ? tags4
+                                    : rank == 3 ? tags3
+                                    : rank == 5 ? tags5
+                                                : NULL;
+    for (int i = 0; tags && i < n; i++)
+        for (int t = 0; t < 3; t++) {
+            dnnl_dims_t d;
+            dnnl_memory_desc_t md;
+            for (int j = 0; j < rank; j++)
+                d[j] = in[i]->dims[j];
+            if (dnnl_memory_desc_init_by_tag(&md, rank, d, dnnl_f32, tags[t]) == dnnl_success &&
+                fy_dnnl_md_equal(&md, &mds[i]) &&
+                dnnl_memory_desc_init_by_tag(dst, rank, yd, dnnl_f32, tags[t]) == dnnl_success)
+                return;
+        }
+    int64_t dims[CONCAT_MAX_RANK];
+    for (int j = 0; j < rank; j++)
+        dims[j] = yd[j];
+    fy_dnnl_plain_md(rank, dims, dst);
+}
+
+static ferry_status concat_make(int n, fy_value *const *in, const dnnl_memory_desc_t *mds, int axis,
+                                concat_entry *e)
 {
     int rank = in[0]->rank;
     memcpy(e->ydims, in[0]->dims, sizeof(int64_t) * (size_t)rank);
     e->ydims[axis] = 0;
-    for (int i = 0; i < n; i++) e->ydims[axis] += in[i]->dims[axis];
-    dnnl_dims_t yd;
-    for (int i = 0; i < rank; i++) yd[i] = e->ydims[i];
-    dnnl_memory_desc_t dst;
-    if (dnnl_memory_desc_init_by_tag(&dst, rank, yd, dnnl_f32, dnnl_format_tag_any) != dnnl_success)
-        return FERRY_OK;
-    int64_t bytes = 4;
-    for (int i = 0; i < rank; i++) bytes *= e->ydims[i];
-    int serial = bytes < 4 * FY_DNNL_SERIAL_MACS;
-    dnnl_primitive_desc_t pd = NULL;
-    if (dnnl_concat_primitive_desc_create(&pd, &dst, n, axis, mds, NULL, fy_dnnl_engine()) !=
-        dnnl_success)
-        return FERRY_OK;
-    /* oneDNN's "ref" concat is a reorder per input into its slice of dst: fine to use */
-    int args[FY_DNNL_MAX_ARGS] = {DNNL_ARG_DST};
-    for (int i = 0; i < n; i++) args[1 + i] = DNNL_ARG_MULTIPLE_SRC + i;
-    ferry_status rc = fy_dnnl_prim_init(&e->p, pd, 1 + n, args, serial);
-    e->ok = rc == FERRY_OK;
-    dnnl_primitive_desc_destroy(pd);
+    for (int i = 0; i < n; i++)
+        e->ydims[axis] += in[i]->dims[axis];
+    dnnl_dims_t yd, offsets = {0};
+    for (int i = 0; i < rank; i++)
+        yd[i] = e->ydims[i];
+    output_md(n, in, mds, rank, yd, &e->dst_md);
+    dnnl_primitive_attr_t attr = fy_dnnl_scratch_attr(NULL);
+    if (!attr) return fy_error(FERRY_E_NOMEM, "out of memory");
+    ferry_status rc = FERRY_OK;
+    int ok = 1;
+    for (int i = 0; i < n && ok && rc == FERRY_OK; i++) {
+        dnnl_dims_t d;
+        for (int j = 0; j < rank; j++)
+            d[j] = in[i]->dims[j];
+        dnnl_memory_desc_t slice;
+        dnnl_primitive_desc_t pd = NULL;
+        ok = dnnl_memory_desc_init_submemory(&slice, &e->dst_md, d, offsets) == dnnl_success &&
+             dnnl_reorder_primitive_desc_create(&pd, &mds[i], fy_dnnl_engine(), &slice,
+                                                fy_dnnl_engine(), attr) == dnnl_success;
+        if (ok) {
+            int args[2] = {DNNL_ARG_FROM, DNNL_ARG_TO};
+            rc = fy_dnnl_prim_init(&e->p[i], pd, 2, args, in[i]->count < FY_DNNL_SERIAL_MACS);
+            e->n = i + 1;
+        }
+        if (pd) dnnl_primitive_desc_destroy(pd);
+        offsets[axis] += in[i]->dims[axis];
+    }
+    dnnl_primitive_attr_destroy(attr);
+    e->ok = ok && rc == FERRY_OK;
     return rc;
 }
 
@@ -117,7 +164,8 @@ ferry_status fy_dnnl_Concat_run(fy_kernel *k)
         for (int d = 0; d < rank; d++)
             if (d != axis && in[i]->dims[d] != in[0]->dims[d]) return fy_dnnl_run_reference(k);
     dnnl_memory_desc_t mds[CONCAT_MAX_IN];
-    for (int i = 0; i < n; i++) fy_dnnl_value_md(in[i], &mds[i]);
+    for (int i = 0; i < n; i++)
+        fy_dnnl_value_md(in[i], &mds[i]);
 
     concat_entry *e = NULL;
     int temp = 0;
@@ -130,15 +178,19 @@ ferry_status fy_dnnl_Concat_run(fy_kernel *k)
         if (!e) rc = fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
         if (rc == FERRY_OK) {
             e->rank = rank;
+            e->nthr = omp_get_max_threads();
             for (int i = 0; i < n; i++) {
                 memcpy(e->dims[i], in[i]->dims, sizeof(int64_t) * (size_t)rank);
                 e->in_md[i] = mds[i];
             }
             rc = concat_make(n, in, mds, (int)axis, e);
         }
-        if (rc == FERRY_OK && st->n_entries < FY_DNNL_MAX_SHAPES) st->entries[st->n_entries++] = e;
-        else if (rc == FERRY_OK) temp = 1;
-        else entry_free(e), e = NULL;
+        if (rc == FERRY_OK && st->n_entries < FY_DNNL_MAX_SHAPES)
+            st->entries[st->n_entries++] = e;
+        else if (rc == FERRY_OK)
+            temp = 1;
+        else
+            entry_free(e), e = NULL;
     }
     pthread_mutex_unlock(&st->mu);
     if (rc != FERRY_OK) return rc;
@@ -147,11 +199,10 @@ ferry_status fy_dnnl_Concat_run(fy_kernel *k)
         return fy_dnnl_run_reference(k);
     }
     fy_value *y;
-    rc = fy_dnnl_output(k, 0, fy_dnnl_prim_md(&e->p, DNNL_ARG_DST), rank, e->ydims, &y);
-    if (rc == FERRY_OK) {
-        void *data[FY_DNNL_MAX_ARGS] = {y->data};
-        for (int i = 0; i < n; i++) data[1 + i] = in[i]->data;
-        rc = fy_dnnl_prim_run(&e->p, &st->mu, data);
+    rc = fy_dnnl_output(k, 0, &e->dst_md, rank, e->ydims, &y);
+    for (int i = 0; i < n && rc == FERRY_OK; i++) {
+        void *data[2] = {in[i]->data, y->data};
+        rc = fy_dnnl_prim_run(&e->p[i], &st->mu, k, data);
     }
     if (temp) entry_free(e);
     if (rc != FERRY_OK) return fy_error_wrap(rc, "node \"%s\" (Concat)", k->node->name);

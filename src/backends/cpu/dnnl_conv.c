@@ -1,6 +1,7 @@
 /* dnnl_conv.c — Conv, ConvTranspose and com.microsoft FusedConv (activation and an added Z as
  * post-ops) on oneDNN: weights reordered once per session, a primitive per input shape, and
  * outputs left in oneDNN's blocked layout for the next oneDNN kernel. */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,13 +19,14 @@ typedef struct conv_geom {
 } conv_geom;
 
 typedef struct conv_entry {
+    int nthr; /* the OpenMP team size it was made for */
     int64_t xdims[2 + CONV_MAX_SP];
     dnnl_memory_desc_t in_md; /* the layout X arrived in */
     int ok;                   /* 0: oneDNN declined this shape, the reference kernel runs */
     fy_dnnl_prim p;           /* SRC, WEIGHTS, [BIAS,] DST */
     int64_t ydims[2 + CONV_MAX_SP];
-    const float *w;           /* weights in the primitive's layout */
-    float *own_w;             /* set when this primitive wants another layout than st->w */
+    const float *w; /* weights in the primitive's layout */
+    float *own_w;   /* set when this primitive wants another layout than st->w */
 } conv_entry;
 
 typedef struct conv_state {
@@ -107,8 +109,9 @@ static ferry_status read_ints(const fy_kernel *k, const char *name, int n, int64
     const int64_t *v;
     int64_t len = fy_attr_ints(k, name, &v);
     if (len < 0) return FERRY_OK;
-    if (len != n) return fy_kernel_error(k, FERRY_E_INVALID_ARG, "attribute %s has %lld values", name,
-                                         (long long)len);
+    if (len != n)
+        return fy_kernel_error(k, FERRY_E_INVALID_ARG, "attribute %s has %lld values", name,
+                               (long long)len);
     for (int i = 0; i < n; i++) {
         if (v[i] < lo || v[i] > (1 << 30))
             return fy_kernel_error(k, FERRY_E_INVALID_ARG, "attribute %s is out of range", name);
@@ -140,13 +143,17 @@ static ferry_status convt_geometry(const fy_kernel *k, const conv_state *st, con
     FY_CHECK(read_ints(k, "pads", 2 * nsp, 0, pads));
     FY_CHECK(read_ints(k, "output_padding", nsp, 0, opad));
     const char *ap = fy_attr_string(k, "auto_pad", "NOTSET");
-    int mode = !strcmp(ap, "SAME_UPPER") ? 1 : !strcmp(ap, "SAME_LOWER") ? 2
-             : !strcmp(ap, "VALID")      ? 3 : !strcmp(ap, "NOTSET") || !*ap ? 0 : -1;
+    int mode = !strcmp(ap, "SAME_UPPER")       ? 1
+               : !strcmp(ap, "SAME_LOWER")     ? 2
+               : !strcmp(ap, "VALID")          ? 3
+               : !strcmp(ap, "NOTSET") || !*ap ? 0
+                                               : -1;
     if (mode < 0) return fy_kernel_error(k, FERRY_E_INVALID_ARG, "unknown auto_pad \"%s\"", ap);
     const int64_t *osv;
     int64_t osn = fy_attr_ints(k, "output_shape", &osv);
     if (osn >= 0 && osn != nsp && osn != nsp + 2)
-        return fy_kernel_error(k, FERRY_E_INVALID_ARG, "output_shape has %lld values", (long long)osn);
+        return fy_kernel_error(k, FERRY_E_INVALID_ARG, "output_shape has %lld values",
+                               (long long)osn);
     for (int i = 0; i < nsp; i++) {
         int64_t ext = (st->ksp[i] - 1) * g->dil[i] + 1, in = g->in[i], s = g->stride[i];
         int64_t full = s * (in - 1) + opad[i] + ext, p0 = pads[i], p1 = pads[nsp + i], out;
@@ -159,7 +166,8 @@ static ferry_status convt_geometry(const fy_kernel *k, const conv_state *st, con
         } else {
             if (mode == 3) p0 = p1 = 0;
             out = full - p0 - p1;
-            if (out < 0) return fy_kernel_error(k, FERRY_E_SHAPE, "padding exceeds the output size");
+            if (out < 0)
+                return fy_kernel_error(k, FERRY_E_SHAPE, "padding exceeds the output size");
         }
         /* oneDNN: out = s * (in - 1) + ext - pad_l - pad_r, output_padding folded into pad_r */
         g->out[i] = out;
@@ -177,12 +185,15 @@ static void weights_dims(const conv_state *st, int *nd, dnnl_dims_t d)
     if (st->group > 1) d[i++] = st->group;
     d[i++] = st->m / st->group;
     d[i++] = st->cg;
-    for (int s = 0; s < st->nsp; s++) d[i++] = st->ksp[s];
+    for (int s = 0; s < st->nsp; s++)
+        d[i++] = st->ksp[s];
     *nd = i;
 }
 
+/* Descriptor with weights wmd and source smd (NULL: oneDNN's choice). */
 static dnnl_primitive_desc_t conv_pd(const conv_state *st, const conv_geom *g,
-                                     const dnnl_memory_desc_t *wmd, int serial)
+                                     const dnnl_memory_desc_t *wmd, const dnnl_memory_desc_t *smd,
+                                     int serial, int wino)
 {
     int nd = 2 + g->nsp, wnd;
     dnnl_dims_t sd = {g->n, g->c}, dd = {g->n, g->m}, wd, bd = {g->m};
@@ -197,9 +208,12 @@ static dnnl_primitive_desc_t conv_pd(const conv_state *st, const conv_geom *g,
         dnnl_memory_desc_init_by_tag(&dst, nd, dd, dnnl_f32, dnnl_format_tag_any) != dnnl_success ||
         dnnl_memory_desc_init_by_tag(&b, 1, bd, dnnl_f32, dnnl_a) != dnnl_success)
         return NULL;
-    if (wmd) w = *wmd;
-    else if (dnnl_memory_desc_init_by_tag(&w, wnd, wd, dnnl_f32, dnnl_format_tag_any) != dnnl_success)
+    if (wmd)
+        w = *wmd;
+    else if (dnnl_memory_desc_init_by_tag(&w, wnd, wd, dnnl_f32, dnnl_format_tag_any) !=
+             dnnl_success)
         return NULL;
+    if (smd) src = *smd;
     dnnl_status_t s;
     if (st->transposed) {
         dnnl_deconvolution_desc_t desc;
@@ -209,10 +223,61 @@ static dnnl_primitive_desc_t conv_pd(const conv_state *st, const conv_geom *g,
         return s == dnnl_success ? fy_dnnl_pd_create(&desc, st->attr, serial) : NULL;
     }
     dnnl_convolution_desc_t desc;
-    s = dnnl_dilated_convolution_forward_desc_init(&desc, dnnl_forward_inference,
-                                                   dnnl_convolution_direct, &src, &w,
-                                                   st->bias ? &b : NULL, &dst, strides, dil, pl, pr);
+    s = dnnl_dilated_convolution_forward_desc_init(
+        &desc, dnnl_forward_inference, wino ? dnnl_convolution_winograd : dnnl_convolution_direct,
+        &src, &w, st->bias ? &b : NULL, &dst, strides, dil, pl, pr);
     return s == dnnl_success ? fy_dnnl_pd_create(&desc, st->attr, serial) : NULL;
+}
+
+/* Winograd (F(2x2,3x3) / F(4x4,3x3)) does a 3x3 stride-1 convolution in about half the time of
+ * the direct one on AVX-512, with rounding errors a few times larger than the direct
+ * convolution's (still well inside what the model tests allow against PyTorch).
+ * FERRY_DNNL_WINOGRAD=0 turns it off. */
+static bool winograd_enabled(void)
+{
+    static int on = -1;
+    int v = __atomic_load_n(&on, __ATOMIC_RELAXED);
+    if (v < 0) {
+        const char *e = getenv("FERRY_DNNL_WINOGRAD");
+        v = !(e && strcmp(e, "0") == 0);
+        __atomic_store_n(&on, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+static bool impl_has(const_dnnl_primitive_desc_t pd, const char *what, int prefix)
+{
+    const char *impl = NULL;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success || !impl)
+        return false;
+    return prefix ? strncmp(impl, what, strlen(what)) == 0 : strstr(impl, what) != NULL;
+}
+
+/* The best descriptor for input X laid out as in_md: Winograd where it applies; else a JIT
+ * kernel that reads X in the layout it arrived in (the previous oneDNN kernel's: no reorder,
+ * and chains settle on one layout); else oneDNN's own choice of layout. */
+static dnnl_primitive_desc_t best_pd(const conv_state *st, const conv_geom *g,
+                                     const dnnl_memory_desc_t *wmd, const dnnl_memory_desc_t *in_md,
+                                     int serial)
+{
+    bool wino = !st->transposed && g->nsp == 2 && st->group == 1 && winograd_enabled();
+    for (int i = 0; wino && i < 2; i++)
+        wino = st->ksp[i] == 3 && g->stride[i] == 1 && g->dil[i] == 1;
+    dnnl_primitive_desc_t pd;
+    if (wino) {
+        pd = conv_pd(st, g, wmd, NULL, serial, 1);
+        if (pd && impl_has(pd, "wino", 0)) return pd;
+        if (pd) dnnl_primitive_desc_destroy(pd);
+    }
+    int64_t dims[2 + CONV_MAX_SP] = {g->n, g->c};
+    for (int i = 0; i < g->nsp; i++)
+        dims[2 + i] = g->in[i];
+    if (in_md && !fy_dnnl_md_is_plain(in_md, 2 + g->nsp, dims)) {
+        pd = conv_pd(st, g, wmd, in_md, serial, 0);
+        if (pd && (impl_has(pd, "jit", 1) || impl_has(pd, "brg", 1))) return pd;
+        if (pd) dnnl_primitive_desc_destroy(pd);
+    }
+    return conv_pd(st, g, wmd, NULL, serial, 0);
 }
 
 static const char *impl_name(const_dnnl_primitive_desc_t pd)
@@ -225,23 +290,24 @@ static const char *impl_name(const_dnnl_primitive_desc_t pd)
 static int64_t conv_macs(const conv_state *st, const conv_geom *g)
 {
     int64_t sp = 1, ks = 1;
-    for (int i = 0; i < g->nsp; i++) sp *= st->transposed ? g->in[i] : g->out[i], ks *= st->ksp[i];
+    for (int i = 0; i < g->nsp; i++)
+        sp *= st->transposed ? g->in[i] : g->out[i], ks *= st->ksp[i];
     return g->n * st->m * st->cg * ks * sp;
 }
 
-/* The primitive for geometry g: the best oneDNN has, using the session's reordered weights
+/* e's primitive for geometry g: the best oneDNN has, using the session's reordered weights
  * when the primitive wants their layout (or accepts it with the same implementation), else
- * with its own copy of the weights. *pd_out NULL: oneDNN cannot (or would only run its slow
- * reference implementation). */
+ * with its own copy of the weights. e->ok stays 0 when oneDNN cannot, or would only run its
+ * slow reference implementation (ferry's reference kernel then runs). */
 static ferry_status conv_make(conv_state *st, const conv_geom *g, conv_entry *e)
 {
     int serial = conv_macs(st, g) < FY_DNNL_SERIAL_MACS;
-    dnnl_primitive_desc_t pd = conv_pd(st, g, NULL, serial);
+    dnnl_primitive_desc_t pd = best_pd(st, g, NULL, &e->in_md, serial);
     if (!pd || fy_dnnl_pd_is_ref(pd)) goto declined;
     const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     ferry_status rc = FERRY_OK;
     if (st->w && !fy_dnnl_md_equal(want, &st->w_md)) {
-        dnnl_primitive_desc_t fixed = conv_pd(st, g, &st->w_md, serial);
+        dnnl_primitive_desc_t fixed = best_pd(st, g, &st->w_md, &e->in_md, serial);
         if (fixed && strcmp(impl_name(fixed), impl_name(pd)) == 0) {
             dnnl_primitive_desc_destroy(pd);
             pd = fixed;
@@ -290,7 +356,8 @@ static ferry_status conv_entry_get(fy_kernel *k, conv_state *st, const fy_value 
     pthread_mutex_lock(&st->mu);
     for (int i = 0; i < st->n_entries; i++) {
         conv_entry *e = st->entries[i];
-        if (memcmp(e->xdims, x->dims, sizeof(int64_t) * (size_t)rank) == 0 &&
+        if (e->nthr == omp_get_max_threads() &&
+            memcmp(e->xdims, x->dims, sizeof(int64_t) * (size_t)rank) == 0 &&
             fy_dnnl_md_equal(&e->in_md, in_md)) {
             pthread_mutex_unlock(&st->mu);
             *out = e;
@@ -309,11 +376,14 @@ static ferry_status conv_entry_get(fy_kernel *k, conv_state *st, const fy_value 
         return fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
     }
     memcpy(e->xdims, x->dims, sizeof(int64_t) * (size_t)rank);
+    e->nthr = omp_get_max_threads();
     e->in_md = *in_md;
     e->ydims[0] = g.n, e->ydims[1] = g.m;
-    for (int i = 0; i < g.nsp; i++) e->ydims[2 + i] = g.out[i];
+    for (int i = 0; i < g.nsp; i++)
+        e->ydims[2 + i] = g.out[i];
     int bad = 0;
-    for (int i = 0; i < g.nsp; i++) bad |= g.out[i] <= 0 || (st->transposed && g.pad_r[i] < 0);
+    for (int i = 0; i < g.nsp; i++)
+        bad |= g.out[i] <= 0 || (st->transposed && g.pad_r[i] < 0);
     rc = bad ? FERRY_OK : conv_make(st, &g, e);
     if (bad) e->ok = 0;
     if (rc != FERRY_OK) {
@@ -321,8 +391,10 @@ static ferry_status conv_entry_get(fy_kernel *k, conv_state *st, const fy_value 
         entry_free(e);
         return rc;
     }
-    if (st->n_entries < FY_DNNL_MAX_SHAPES) st->entries[st->n_entries++] = e;
-    else *temp = 1;
+    if (st->n_entries < FY_DNNL_MAX_SHAPES)
+        st->entries[st->n_entries++] = e;
+    else
+        *temp = 1;
     pthread_mutex_unlock(&st->mu);
     *out = e;
     return FERRY_OK;
@@ -334,7 +406,8 @@ static void conv_release(void *p)
 {
     conv_state *st = p;
     if (!st) return;
-    for (int i = 0; i < st->n_entries; i++) entry_free(st->entries[i]);
+    for (int i = 0; i < st->n_entries; i++)
+        entry_free(st->entries[i]);
     if (st->attr) dnnl_primitive_attr_destroy(st->attr);
     free(st->w);
     pthread_mutex_destroy(&st->mu);
@@ -359,7 +432,8 @@ static ferry_status fused_attr(const fy_node *n, conv_state *st)
             rc = fy_error(FERRY_E_UNSUPPORTED, "activation %s", act);
     }
     if (rc == FERRY_OK) rc = fy_dnnl_check(dnnl_primitive_attr_create(&st->attr), "attributes");
-    if (rc == FERRY_OK) rc = fy_dnnl_check(dnnl_primitive_attr_set_post_ops(st->attr, ops), "post-ops");
+    if (rc == FERRY_OK)
+        rc = fy_dnnl_check(dnnl_primitive_attr_set_post_ops(st->attr, ops), "post-ops");
     dnnl_post_ops_destroy(ops);
     return rc;
 }
@@ -377,10 +451,11 @@ static void prepare_weights(const fy_node *n, const fy_graph *g, conv_state *st)
         x.dims[2 + i] = t->rank == x.rank && t->dims[2 + i] > 0 ? t->dims[2 + i] : 32;
     fy_kernel fk = {.node = n};
     conv_geom geom;
-    ferry_status rc = st->transposed ? convt_geometry(&fk, st, &x, &geom)
-                                     : conv_geometry(&fk, st, &x, &geom);
+    ferry_status rc =
+        st->transposed ? convt_geometry(&fk, st, &x, &geom) : conv_geometry(&fk, st, &x, &geom);
     if (rc != FERRY_OK) return;
-    dnnl_primitive_desc_t pd = conv_pd(st, &geom, NULL, conv_macs(st, &geom) < FY_DNNL_SERIAL_MACS);
+    dnnl_primitive_desc_t pd =
+        best_pd(st, &geom, NULL, NULL, conv_macs(st, &geom) < FY_DNNL_SERIAL_MACS);
     if (!pd) return;
     const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     size_t size = dnnl_memory_desc_get_size(want);
@@ -408,14 +483,15 @@ static ferry_status conv_prepare(const fy_node *n, const fy_graph *g, void **sta
     st->m = transposed ? w->dims[1] * st->group : w->dims[0];
     st->cg = transposed ? w->dims[0] / st->group : w->dims[1];
     int64_t ksp = 1;
-    for (int i = 0; i < st->nsp; i++) ksp *= st->ksp[i] = w->dims[2 + i];
+    for (int i = 0; i < st->nsp; i++)
+        ksp *= st->ksp[i] = w->dims[2 + i];
     st->w_onnx = w->data;
     st->bias = b ? b->data : NULL;
     st->has_z = fused && fy_dnnl_has_input(n, 3);
     if (st->has_z && g->last_use && n >= g->nodes && n < g->nodes + g->n_nodes) {
         int z = n->inputs[3];
-        st->z_dies_here = g->last_use[z] == (int)(n - g->nodes) && !g->values[z].init &&
-                          z != n->inputs[0];
+        st->z_dies_here =
+            g->last_use[z] == (int)(n - g->nodes) && !g->values[z].init && z != n->inputs[0];
     }
     ferry_status rc = FERRY_OK;
     if (transposed && w->dims[0] % st->group != 0) {
@@ -431,11 +507,12 @@ static ferry_status conv_prepare(const fy_node *n, const fy_graph *g, void **sta
     int64_t mg = st->m / st->group, cg = st->cg;
     int at = 0;
     if (st->group > 1) ws[at++] = mg * cg * ksp;
-    ws[at++] = transposed ? ksp : cg * ksp;      /* o */
-    ws[at++] = transposed ? mg * ksp : ksp;      /* i */
-    for (int i = 0; i < st->nsp; i++) {          /* spatial, row-major */
+    ws[at++] = transposed ? ksp : cg * ksp; /* o */
+    ws[at++] = transposed ? mg * ksp : ksp; /* i */
+    for (int i = 0; i < st->nsp; i++) {     /* spatial, row-major */
         int64_t inner = 1;
-        for (int j = i + 1; j < st->nsp; j++) inner *= st->ksp[j];
+        for (int j = i + 1; j < st->nsp; j++)
+            inner *= st->ksp[j];
         ws[at++] = inner;
     }
     rc = fy_dnnl_check(dnnl_memory_desc_init_by_strides(&st->w_onnx_md, nd, wd, dnnl_f32, ws),
@@ -521,11 +598,12 @@ static ferry_status conv_run(fy_kernel *k)
     }
     if (rc == FERRY_OK) {
         void *data[4] = {src, (void *)e->w, y->data, (void *)st->bias};
-        rc = fy_dnnl_prim_run(&e->p, &st->mu, data);
+        rc = fy_dnnl_prim_run(&e->p, &st->mu, k, data);
     }
     fy_dnnl_scratch_free(k, scratch, scratch_size);
     if (temp) entry_free(e);
-    if (rc != FERRY_OK) return fy_error_wrap(rc, "node \"%s\" (%s)", k->node->name, k->node->op_type);
+    if (rc != FERRY_OK)
+        return fy_error_wrap(rc, "node \"%s\" (%s)", k->node->name, k->node->op_type);
     return FERRY_OK;
 }
 

@@ -17,7 +17,7 @@
 
 enum mm_kind { MM_MATMUL, MM_GEMM, MM_FUSED_GEMM };
 
-#define MM_KEY (2 * FERRY_MAX_RANK + 2)
+#define MM_KEY (2 * FERRY_MAX_RANK + 4) /* rank, threads, A's and B's dims */
 
 typedef struct mm_entry {
     int64_t key[MM_KEY];
@@ -33,19 +33,20 @@ typedef struct mm_state {
     int const_b;
     int trans_a;
     int64_t k, n;
-    const float *b;               /* constant B as stored (alpha applied) */
-    float *b_scaled;              /* owned copy when alpha != 1 */
-    dnnl_memory_desc_t b_md;      /* logical [K, N] over b's storage */
-    float *w;                     /* B reordered once, in w_md */
+    const float *b;          /* constant B as stored (alpha applied) */
+    float *b_scaled;         /* owned copy when alpha != 1 */
+    dnnl_memory_desc_t b_md; /* logical [K, N] over b's storage */
+    float *w;                /* B reordered once, in w_md */
     dnnl_memory_desc_t w_md;
-    float *bias;                  /* beta * C */
-    int64_t bias_m, bias_n;       /* its logical [m, n] (each 1 or the full size) */
+    float *bias;            /* beta * C */
+    int64_t bias_m, bias_n; /* its logical [m, n] (each 1 or the full size) */
     dnnl_primitive_attr_t attr;
     mm_entry *entries[FY_DNNL_MAX_SHAPES];
     int n_entries;
     /* small batches: B packed for the GEMV kernel below on the first such batch (NULL: oneDNN
      * runs every batch) */
     float *gw;
+    float *gbias; /* the bias padded to whole blocks (NULL: none) */
     int64_t gw_blocks;
     int gw_tried;
     int act; /* FusedGemm's activation, applied after the GEMV */
@@ -58,20 +59,48 @@ typedef struct mm_state {
  * 200 KB) and to oneDNN's per-call work, which at batch 1 cost more than the arithmetic. B is
  * packed in blocks of GEMV_BLOCK columns, [block][K][GEMV_BLOCK], each block read once for all
  * rows; blocks are split between threads when B is large enough to pay for it. */
-#define GEMV_MAX_M 4
-#define GEMV_BLOCK 32
-#define GEMV_PAR_MIN (1 << 18) /* K * N at which the blocks go to several threads */
-#define GEMV_MAX_B (1 << 22)   /* larger B: oneDNN only (no second copy of the weights) */
+#define GEMV_MAX_M   4
+#define GEMV_BLOCK   32
+#define GEMV_PAR_MIN (1 << 18) /* K * N from which blocks go to several threads */
+#define GEMV_MAX_B   (1 << 22) /* larger B: oneDNN only (no second copy of the weights) */
 
 enum mm_act {
-    ACT_NONE, ACT_RELU, ACT_LEAKY, ACT_SIGMOID, ACT_TANH, ACT_HARD_SIGMOID, ACT_HARD_SWISH, ACT_CLIP
+    ACT_NONE,
+    ACT_RELU,
+    ACT_LEAKY,
+    ACT_SIGMOID,
+    ACT_TANH,
+    ACT_HARD_SIGMOID,
+    ACT_HARD_SWISH,
+    ACT_CLIP
 };
 
+static float activate(const mm_state *st, float v)
+{
+    switch (st->act) {
+    case ACT_RELU: return v < 0 ? 0 : v;
+    case ACT_LEAKY: return v < 0 ? st->act_alpha * v : v;
+    case ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
+    case ACT_TANH: return tanhf(v);
+    case ACT_HARD_SIGMOID: {
+        float h = st->act_alpha * v + st->act_beta;
+        return h < 0 ? 0 : h > 1 ? 1 : h;
+    }
+    case ACT_HARD_SWISH: {
+        float h = v * (1.0f / 6) + 0.5f;
+        return v * (h < 0 ? 0 : h > 1 ? 1 : h);
+    }
+    case ACT_CLIP: return v < st->act_alpha ? st->act_alpha : v > st->act_beta ? st->act_beta : v;
+    default: return v;
+    }
+}
+
 #ifdef MM_HAVE_GEMV
-/* out[r][0..32) = sum over k of x[r][k] * w[k][0..32), for m (<= GEMV_MAX_M) rows; even and
- * odd k accumulate apart so the FMA chains overlap. */
+/* y[r][0..nn) = bias + sum over k of x[r][k] * w[k][0..nn) (nn <= 32), then Relu when asked,
+ * for m (<= GEMV_MAX_M) rows; even and odd k accumulate apart so the FMA chains overlap. */
 __attribute__((target("avx512f"), always_inline)) static inline void
-gemv_rows(int m, int64_t K, const float *x, int64_t ldx, const float *w, float *out)
+gemv_rows(int m, int64_t K, const float *x, int64_t ldx, const float *w, const float *bias,
+          int relu, float *y, int64_t ldy, int nn)
 {
     __m512 a[GEMV_MAX_M][2], b[GEMV_MAX_M][2];
     for (int r = 0; r < m; r++)
@@ -98,58 +127,49 @@ gemv_rows(int m, int64_t K, const float *x, int64_t ldx, const float *w, float *
             a[r][1] = _mm512_fmadd_ps(x0, w1, a[r][1]);
         }
     }
+    __mmask16 m0 = nn >= 16 ? 0xffff : (__mmask16)((1u << nn) - 1);
+    __mmask16 m1 = nn >= 32 ? 0xffff : nn > 16 ? (__mmask16)((1u << (nn - 16)) - 1) : 0;
+    __m512 zero = _mm512_setzero_ps();
+    __m512 b0 = bias ? _mm512_load_ps(bias) : zero, b1 = bias ? _mm512_load_ps(bias + 16) : zero;
     for (int r = 0; r < m; r++) {
-        _mm512_storeu_ps(out + r * GEMV_BLOCK, _mm512_add_ps(a[r][0], b[r][0]));
-        _mm512_storeu_ps(out + r * GEMV_BLOCK + 16, _mm512_add_ps(a[r][1], b[r][1]));
+        /* the product first, then the bias: the reference's order */
+        __m512 v0 = _mm512_add_ps(_mm512_add_ps(a[r][0], b[r][0]), b0);
+        __m512 v1 = _mm512_add_ps(_mm512_add_ps(a[r][1], b[r][1]), b1);
+        if (relu) {
+            /* max(0, v) keeps NaN (the second operand wins on unordered), as x < 0 ? 0 : x */
+            v0 = _mm512_max_ps(zero, v0);
+            v1 = _mm512_max_ps(zero, v1);
+        }
+        _mm512_mask_storeu_ps(y + r * ldy, m0, v0);
+        _mm512_mask_storeu_ps(y + r * ldy + 16, m1, v1);
     }
 }
 
 __attribute__((target("avx512f"))) static void gemv_block(int m, int64_t K, const float *x,
-                                                          int64_t ldx, const float *w, float *out)
+                                                          const float *w, const float *bias,
+                                                          int relu, float *y, int64_t ldy, int nn)
 {
     switch (m) {
-    case 1: gemv_rows(1, K, x, ldx, w, out); break;
-    case 2: gemv_rows(2, K, x, ldx, w, out); break;
-    case 3: gemv_rows(3, K, x, ldx, w, out); break;
-    default: gemv_rows(4, K, x, ldx, w, out); break;
+    case 1: gemv_rows(1, K, x, K, w, bias, relu, y, ldy, nn); break;
+    case 2: gemv_rows(2, K, x, K, w, bias, relu, y, ldy, nn); break;
+    case 3: gemv_rows(3, K, x, K, w, bias, relu, y, ldy, nn); break;
+    default: gemv_rows(4, K, x, K, w, bias, relu, y, ldy, nn); break;
     }
 }
 #endif
-
-static float activate(const mm_state *st, float v)
-{
-    switch (st->act) {
-    case ACT_RELU: return v > 0 ? v : 0;
-    case ACT_LEAKY: return v >= 0 ? v : st->act_alpha * v;
-    case ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
-    case ACT_TANH: return tanhf(v);
-    case ACT_HARD_SIGMOID: {
-        float h = st->act_alpha * v + st->act_beta;
-        return h < 0 ? 0 : h > 1 ? 1 : h;
-    }
-    case ACT_HARD_SWISH: {
-        float h = v * (1.0f / 6) + 0.5f;
-        return v * (h < 0 ? 0 : h > 1 ? 1 : h);
-    }
-    case ACT_CLIP: return v < st->act_alpha ? st->act_alpha : v > st->act_beta ? st->act_beta : v;
-    default: return v;
-    }
-}
 
 /* Columns [n0, n0 + GEMV_BLOCK) of y[m, N] = x[m, K] @ B (+ bias, activation). */
 static void gemv_one_block(const mm_state *st, int m, const float *x, float *y, int64_t blk)
 {
 #ifdef MM_HAVE_GEMV
-    int64_t K = st->k, N = st->n;
-    float out[GEMV_MAX_M * GEMV_BLOCK];
-    gemv_block(m, K, x, K, st->gw + blk * K * GEMV_BLOCK, out);
-    int64_t n0 = blk * GEMV_BLOCK, nn = N - n0 < GEMV_BLOCK ? N - n0 : GEMV_BLOCK;
-    for (int r = 0; r < m; r++)
-        for (int64_t j = 0; j < nn; j++) {
-            float v = out[r * GEMV_BLOCK + j];
-            if (st->bias) v += st->bias[st->bias_n == 1 ? 0 : n0 + j];
-            y[r * N + n0 + j] = st->act ? activate(st, v) : v;
-        }
+    int64_t K = st->k, N = st->n, n0 = blk * GEMV_BLOCK;
+    int nn = (int)(N - n0 < GEMV_BLOCK ? N - n0 : GEMV_BLOCK);
+    const float *bias = st->gbias ? st->gbias + n0 : NULL;
+    gemv_block(m, K, x, st->gw + blk * K * GEMV_BLOCK, bias, st->act == ACT_RELU, y + n0, N, nn);
+    if (st->act != ACT_NONE && st->act != ACT_RELU)
+        for (int r = 0; r < m; r++)
+            for (int j = 0; j < nn; j++)
+                y[r * N + n0 + j] = activate(st, y[r * N + n0 + j]);
 #else
     (void)st, (void)m, (void)x, (void)y, (void)blk;
 #endif
@@ -163,9 +183,11 @@ static void gemv_run(const mm_state *st, int m, const float *x, float *y)
     if (st->gw_blocks > 1 && st->k * st->n >= GEMV_PAR_MIN && !omp_in_parallel() &&
         omp_get_max_threads() > 1) {
 #pragma omp parallel for schedule(static)
-        for (int64_t blk = 0; blk < st->gw_blocks; blk++) gemv_one_block(st, m, x, y, blk);
+        for (int64_t blk = 0; blk < st->gw_blocks; blk++)
+            gemv_one_block(st, m, x, y, blk);
     } else {
-        for (int64_t blk = 0; blk < st->gw_blocks; blk++) gemv_one_block(st, m, x, y, blk);
+        for (int64_t blk = 0; blk < st->gw_blocks; blk++)
+            gemv_one_block(st, m, x, y, blk);
     }
 }
 
@@ -189,6 +211,15 @@ static void gemv_prepare(mm_state *st)
                 gw[(blk * K + k) * GEMV_BLOCK + j] =
                     n < N ? st->b[k * strides[0] + n * strides[1]] : 0.0f;
             }
+    if (st->bias) {
+        st->gbias = aligned_alloc(64, sizeof(float) * (size_t)(nb * GEMV_BLOCK));
+        if (!st->gbias) {
+            free(gw);
+            return;
+        }
+        for (int64_t n = 0; n < nb * GEMV_BLOCK; n++)
+            st->gbias[n] = n >= N ? 0.0f : st->bias[st->bias_n == 1 ? 0 : n];
+    }
     st->gw = gw;
     st->gw_blocks = nb;
 #else
@@ -246,9 +277,10 @@ static void mm_release(void *p)
 {
     mm_state *st = p;
     if (!st) return;
-    for (int i = 0; i < st->n_entries; i++) entry_free(st->entries[i]);
+    for (int i = 0; i < st->n_entries; i++)
+        entry_free(st->entries[i]);
     if (st->attr) dnnl_primitive_attr_destroy(st->attr);
-    free(st->b_scaled), free(st->w), free(st->bias), free(st->gw);
+    free(st->b_scaled), free(st->w), free(st->bias), free(st->gw), free(st->gbias);
     pthread_mutex_destroy(&st->mu);
     free(st);
 }
@@ -258,8 +290,8 @@ void fy_dnnl_Gemm_release(void *state) { mm_release(state); }
 void fy_dnnl_FusedGemm_release(void *state) { mm_release(state); }
 
 /* Descriptor of the constant-B product [m, K] x [K, N] (+ bias) with weights wmd (NULL: any). */
-static dnnl_primitive_desc_t const_pd(const mm_state *st, int64_t m,
-                                      const dnnl_memory_desc_t *wmd, int serial)
+static dnnl_primitive_desc_t const_pd(const mm_state *st, int64_t m, const dnnl_memory_desc_t *wmd,
+                                      int serial)
 {
     dnnl_dims_t sd = {m, st->k}, wd = {st->k, st->n}, dd = {m, st->n};
     dnnl_dims_t bd = {st->bias_m, st->bias_n}, sa = {1, m};
@@ -307,13 +339,18 @@ static ferry_status fused_gemm_attr(const fy_node *n, mm_state *st)
     const char *act = fy_dnnl_attr_string(n, "activation", NULL);
     if (!act || !*act) return FERRY_OK;
     int leaky = strcmp(act, "LeakyRelu") == 0, clip = strcmp(act, "Clip") == 0;
-    float params[2] = {
-        fy_dnnl_attr_float(n, "activation_alpha", leaky ? 0.01f : clip ? -FLT_MAX : 0.2f),
-        fy_dnnl_attr_float(n, "activation_beta", clip ? FLT_MAX : 0.5f)};
-    st->act = !strcmp(act, "Relu") ? ACT_RELU : leaky ? ACT_LEAKY : clip ? ACT_CLIP
-            : !strcmp(act, "Sigmoid") ? ACT_SIGMOID : !strcmp(act, "Tanh") ? ACT_TANH
-            : !strcmp(act, "HardSigmoid") ? ACT_HARD_SIGMOID
-            : !strcmp(act, "HardSwish") ? ACT_HARD_SWISH : ACT_NONE;
+    /* the defaults of LeakyRelu (alpha), HardSigmoid (alpha, beta) and Clip (min, max) */
+    float alpha = leaky ? 0.01f : clip ? -FLT_MAX : 0.2f, beta = clip ? FLT_MAX : 0.5f;
+    float params[2] = {fy_dnnl_attr_float(n, "activation_alpha", alpha),
+                       fy_dnnl_attr_float(n, "activation_beta", beta)};
+    st->act = !strcmp(act, "Relu")          ? ACT_RELU
+              : leaky                       ? ACT_LEAKY
+              : clip                        ? ACT_CLIP
+              : !strcmp(act, "Sigmoid")     ? ACT_SIGMOID
+              : !strcmp(act, "Tanh")        ? ACT_TANH
+              : !strcmp(act, "HardSigmoid") ? ACT_HARD_SIGMOID
+              : !strcmp(act, "HardSwish")   ? ACT_HARD_SWISH
+                                            : ACT_NONE;
     st->act_alpha = params[0], st->act_beta = params[1];
     dnnl_post_ops_t ops;
     FY_CHECK(fy_dnnl_check(dnnl_post_ops_create(&ops), "post-ops"));
@@ -321,7 +358,8 @@ static ferry_status fused_gemm_attr(const fy_node *n, mm_state *st)
     if (!fy_dnnl_append_activation(ops, act, params, 2))
         rc = fy_error(FERRY_E_UNSUPPORTED, "activation %s", act);
     if (rc == FERRY_OK) rc = fy_dnnl_check(dnnl_primitive_attr_create(&st->attr), "attributes");
-    if (rc == FERRY_OK) rc = fy_dnnl_check(dnnl_primitive_attr_set_post_ops(st->attr, ops), "post-ops");
+    if (rc == FERRY_OK)
+        rc = fy_dnnl_check(dnnl_primitive_attr_set_post_ops(st->attr, ops), "post-ops");
     dnnl_post_ops_destroy(ops);
     return rc;
 }
@@ -350,7 +388,8 @@ static ferry_status mm_prepare(const fy_node *n, const fy_graph *g, void **state
             goto out;
         }
         const float *src = b->data;
-        for (int64_t i = 0; i < b->count; i++) st->b_scaled[i] = alpha * src[i];
+        for (int64_t i = 0; i < b->count; i++)
+            st->b_scaled[i] = alpha * src[i];
         st->b = st->b_scaled;
     }
     dnnl_dims_t bd = {st->k, st->n}, bs = {trans_b ? 1 : st->n, trans_b ? st->k : 1};
@@ -365,7 +404,8 @@ static ferry_status mm_prepare(const fy_node *n, const fy_graph *g, void **state
             goto out;
         }
         const float *cv = c->data;
-        for (int64_t i = 0; i < c->count; i++) st->bias[i] = beta * cv[i];
+        for (int64_t i = 0; i < c->count; i++)
+            st->bias[i] = beta * cv[i];
         st->bias_m = c->rank == 2 ? c->dims[0] : 1;
         st->bias_n = c->rank >= 1 ? c->dims[c->rank - 1] : 1;
     }
@@ -445,7 +485,8 @@ static ferry_status batched_make(int r, const int64_t *ad, const int64_t *bd, co
 {
     dnnl_dims_t a, b, y;
     double macs = (double)ad[r - 1];
-    for (int i = 0; i < r; i++) a[i] = ad[i], b[i] = bd[i], y[i] = yd[i], macs *= (double)yd[i];
+    for (int i = 0; i < r; i++)
+        a[i] = ad[i], b[i] = bd[i], y[i] = yd[i], macs *= (double)yd[i];
     dnnl_memory_desc_t src, w, dst;
     dnnl_format_tag_t tag = (dnnl_format_tag_t)0;
     switch (r) {
@@ -497,9 +538,12 @@ static ferry_status entry_get(fy_kernel *k, mm_state *st, const int64_t *key, in
         memcpy(e->key, key, sizeof(int64_t) * (size_t)nkey);
         rc = make(st, key, ctx, e);
     }
-    if (rc == FERRY_OK && st->n_entries < FY_DNNL_MAX_SHAPES) st->entries[st->n_entries++] = e;
-    else if (rc == FERRY_OK) *temp = 1;
-    else entry_free(e), e = NULL;
+    if (rc == FERRY_OK && st->n_entries < FY_DNNL_MAX_SHAPES)
+        st->entries[st->n_entries++] = e;
+    else if (rc == FERRY_OK)
+        *temp = 1;
+    else
+        entry_free(e), e = NULL;
     pthread_mutex_unlock(&st->mu);
     *out = e;
     return rc;
@@ -525,9 +569,10 @@ static ferry_status make_batched(mm_state *st, const int64_t *key, void *ctx, mm
 
 static ferry_status finish(fy_kernel *k, mm_state *st, mm_entry *e, int temp, void *const *data)
 {
-    ferry_status rc = fy_dnnl_prim_run(&e->p, &st->mu, data);
+    ferry_status rc = fy_dnnl_prim_run(&e->p, &st->mu, k, data);
     if (temp) entry_free(e);
-    if (rc != FERRY_OK) return fy_error_wrap(rc, "node \"%s\" (%s)", k->node->name, k->node->op_type);
+    if (rc != FERRY_OK)
+        return fy_error_wrap(rc, "node \"%s\" (%s)", k->node->name, k->node->op_type);
     return FERRY_OK;
 }
 
@@ -563,8 +608,8 @@ static ferry_status run_const(fy_kernel *k, mm_state *st, const fy_value *a)
     }
     mm_entry *e;
     int temp;
-    int64_t key[1] = {m};
-    FY_CHECK(entry_get(k, st, key, 1, make_const, NULL, &e, &temp));
+    int64_t key[2] = {m, omp_get_max_threads()};
+    FY_CHECK(entry_get(k, st, key, 2, make_const, NULL, &e, &temp));
     if (!e->ok) {
         if (temp) entry_free(e);
         return fy_dnnl_run_reference(k);
@@ -586,11 +631,16 @@ static ferry_status run_batched(fy_kernel *k, mm_state *st, const fy_value *a, c
     /* promote 1-D operands, right-align batch dims, check oneDNN's broadcasting (1 or equal) */
     int ra = a->rank < 2 ? 2 : a->rank, rb = b->rank < 2 ? 2 : b->rank, r = ra > rb ? ra : rb;
     int64_t ad[FERRY_MAX_RANK + 1], bd[FERRY_MAX_RANK + 1], yd[FERRY_MAX_RANK + 1];
-    for (int i = 0; i < r; i++) ad[i] = bd[i] = 1;
-    if (a->rank == 1) ad[r - 1] = a->dims[0];
-    else memcpy(ad + r - a->rank, a->dims, sizeof(int64_t) * (size_t)a->rank);
-    if (b->rank == 1) bd[r - 2] = b->dims[0];
-    else memcpy(bd + r - b->rank, b->dims, sizeof(int64_t) * (size_t)b->rank);
+    for (int i = 0; i < r; i++)
+        ad[i] = bd[i] = 1;
+    if (a->rank == 1)
+        ad[r - 1] = a->dims[0];
+    else
+        memcpy(ad + r - a->rank, a->dims, sizeof(int64_t) * (size_t)a->rank);
+    if (b->rank == 1)
+        bd[r - 2] = b->dims[0];
+    else
+        memcpy(bd + r - b->rank, b->dims, sizeof(int64_t) * (size_t)b->rank);
     if (ad[r - 1] != bd[r - 2]) return fy_dnnl_run_reference(k);
     for (int i = 0; i < r - 2; i++) {
         if (ad[i] != bd[i] && ad[i] != 1 && bd[i] != 1) return fy_dnnl_run_reference(k);
@@ -600,17 +650,18 @@ static ferry_status run_batched(fy_kernel *k, mm_state *st, const fy_value *a, c
     /* the result drops the promoted dims */
     int64_t odims[FERRY_MAX_RANK];
     int orank = 0;
-    for (int i = 0; i < r - 2; i++) odims[orank++] = yd[i];
+    for (int i = 0; i < r - 2; i++)
+        odims[orank++] = yd[i];
     if (a->rank > 1) odims[orank++] = yd[r - 2];
     if (b->rank > 1) odims[orank++] = yd[r - 1];
     if (orank > FERRY_MAX_RANK) return fy_dnnl_run_reference(k);
-    int64_t key[MM_KEY] = {r};
-    memcpy(key + 1, ad, sizeof(int64_t) * (size_t)r);
-    memcpy(key + 1 + r, bd, sizeof(int64_t) * (size_t)r);
+    int64_t key[MM_KEY] = {r, omp_get_max_threads()};
+    memcpy(key + 2, ad, sizeof(int64_t) * (size_t)r);
+    memcpy(key + 2 + r, bd, sizeof(int64_t) * (size_t)r);
     batched_ctx ctx = {r, ad, bd, yd};
     mm_entry *e;
     int temp;
-    FY_CHECK(entry_get(k, st, key, 1 + 2 * r, make_batched, &ctx, &e, &temp));
+    FY_CHECK(entry_get(k, st, key, 2 + 2 * r, make_batched, &ctx, &e, &temp));
     if (!e->ok) {
         if (temp) entry_free(e);
         return fy_dnnl_run_reference(k);

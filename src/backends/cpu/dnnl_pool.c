@@ -1,6 +1,7 @@
 /* dnnl_pool.c — MaxPool (without Indices), AveragePool and GlobalAveragePool on oneDNN, read
  * and written in whatever layout the neighbouring oneDNN kernels use. Window geometry comes
  * from fy_window (the reference kernels' own), turned into oneDNN's explicit paddings. */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +13,7 @@
 enum pool_kind { POOL_MAX, POOL_AVG, POOL_GLOBAL_AVG };
 
 typedef struct pool_entry {
+    int nthr; /* the OpenMP team size it was made for */
     int64_t xdims[2 + POOL_MAX_SP];
     dnnl_memory_desc_t in_md;
     int ok;
@@ -29,12 +31,14 @@ typedef struct pool_state {
 static bool pool_supports(const fy_node *n, const fy_graph *g)
 {
     return fy_dnnl_engine() && n->n_inputs == 1 && fy_dnnl_outputs_at_most(n, 1) &&
-           n->n_outputs >= 1 && n->outputs[0] >= 0 &&
-           fy_dnnl_maybe_f32(n, g, 0);
+           n->n_outputs >= 1 && n->outputs[0] >= 0 && fy_dnnl_maybe_f32(n, g, 0);
 }
 
 bool fy_dnnl_MaxPool_supports(const fy_node *n, const fy_graph *g) { return pool_supports(n, g); }
-bool fy_dnnl_AveragePool_supports(const fy_node *n, const fy_graph *g) { return pool_supports(n, g); }
+bool fy_dnnl_AveragePool_supports(const fy_node *n, const fy_graph *g)
+{
+    return pool_supports(n, g);
+}
 bool fy_dnnl_GlobalAveragePool_supports(const fy_node *n, const fy_graph *g)
 {
     return pool_supports(n, g);
@@ -74,7 +78,8 @@ static void pool_release(void *p)
 {
     pool_state *st = p;
     if (!st) return;
-    for (int i = 0; i < st->n_entries; i++) entry_free(st->entries[i]);
+    for (int i = 0; i < st->n_entries; i++)
+        entry_free(st->entries[i]);
     pthread_mutex_destroy(&st->mu);
     free(st);
 }
@@ -120,7 +125,8 @@ static ferry_status pool_make(const fy_kernel *k, const pool_state *st, const fy
         }
     }
     dnnl_memory_desc_t dst;
-    if (dnnl_memory_desc_init_by_tag(&dst, x->rank, dd, dnnl_f32, dnnl_format_tag_any) != dnnl_success)
+    if (dnnl_memory_desc_init_by_tag(&dst, x->rank, dd, dnnl_f32, dnnl_format_tag_any) !=
+        dnnl_success)
         return FERRY_OK;
     dnnl_pooling_v2_desc_t desc;
     if (dnnl_pooling_v2_forward_desc_init(&desc, dnnl_forward_inference, alg, in_md, &dst, strides,
@@ -154,7 +160,7 @@ static ferry_status pool_run(fy_kernel *k)
     ferry_status rc = FERRY_OK;
     pthread_mutex_lock(&st->mu);
     for (int i = 0; i < st->n_entries && !e; i++)
-        if (st->entries[i]->xdims[0] == x->dims[0] &&
+        if (st->entries[i]->nthr == omp_get_max_threads() &&
             memcmp(st->entries[i]->xdims, x->dims, sizeof(int64_t) * (size_t)x->rank) == 0 &&
             fy_dnnl_md_equal(&st->entries[i]->in_md, &in_md))
             e = st->entries[i];
@@ -163,12 +169,16 @@ static ferry_status pool_run(fy_kernel *k)
         if (!e) rc = fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
         if (rc == FERRY_OK) {
             memcpy(e->xdims, x->dims, sizeof(int64_t) * (size_t)x->rank);
+            e->nthr = omp_get_max_threads();
             e->in_md = in_md;
             rc = pool_make(k, st, x, &in_md, e);
         }
-        if (rc == FERRY_OK && st->n_entries < FY_DNNL_MAX_SHAPES) st->entries[st->n_entries++] = e;
-        else if (rc == FERRY_OK) temp = 1;
-        else entry_free(e), e = NULL;
+        if (rc == FERRY_OK && st->n_entries < FY_DNNL_MAX_SHAPES)
+            st->entries[st->n_entries++] = e;
+        else if (rc == FERRY_OK)
+            temp = 1;
+        else
+            entry_free(e), e = NULL;
     }
     pthread_mutex_unlock(&st->mu);
     if (rc != FERRY_OK) return rc;
@@ -180,10 +190,11 @@ static ferry_status pool_run(fy_kernel *k)
     rc = fy_dnnl_output(k, 0, fy_dnnl_prim_md(&e->p, DNNL_ARG_DST), x->rank, e->ydims, &y);
     if (rc == FERRY_OK) {
         void *data[2] = {x->data, y->data};
-        rc = fy_dnnl_prim_run(&e->p, &st->mu, data);
+        rc = fy_dnnl_prim_run(&e->p, &st->mu, k, data);
     }
     if (temp) entry_free(e);
-    if (rc != FERRY_OK) return fy_error_wrap(rc, "node \"%s\" (%s)", k->node->name, k->node->op_type);
+    if (rc != FERRY_OK)
+        return fy_error_wrap(rc, "node \"%s\" (%s)", k->node->name, k->node->op_type);
     return FERRY_OK;
 }
 

@@ -1,6 +1,12 @@
 /* dnnl_util.h — what the oneDNN kernels (dnnl_*.c) share: the engine and per-thread streams,
  * tensors in oneDNN's blocked layouts (fy_layout), cached reorders, primitives with cached
- * memory objects, and the fall-back to the reference kernel for cases oneDNN declines. */
+ * memory objects, and the fall-back to the reference kernel for cases oneDNN declines.
+ *
+ * Each kernel's state (one per node and session, from prepare) holds the weights reordered
+ * once, and primitives made on first sight of an input shape, layout and OpenMP team size,
+ * behind a mutex: sessions run from several threads at once. Environment: FERRY_NO_DNNL=1
+ * turns the backend off (reference kernels everywhere), FERRY_DNNL_WINOGRAD=0 keeps 3x3
+ * convolutions on the direct algorithm. */
 #ifndef FY_BACKENDS_CPU_DNNL_UTIL_H
 #define FY_BACKENDS_CPU_DNNL_UTIL_H
 
@@ -11,9 +17,9 @@
 #include "ops/kernel.h"
 
 /* Per node and session, the input shapes whose primitives are kept; further shapes still run,
- * on primitives made and dropped per call. */
+ * on primitives made and dropped per call (oneDNN's own primitive cache keeps that cheap). */
 #define FY_DNNL_MAX_SHAPES 8
-#define FY_DNNL_MAX_ARGS 8
+#define FY_DNNL_MAX_ARGS   8
 /* Problems below this many multiply-adds run on one thread: a parallel region costs more. */
 #define FY_DNNL_SERIAL_MACS (1 << 16)
 
@@ -82,9 +88,11 @@ void fy_dnnl_scratch_free(fy_kernel *k, void *p, size_t size);
 typedef struct fy_dnnl_prim {
     dnnl_primitive_t prim;
     int n;
-    int args[FY_DNNL_MAX_ARGS];
-    dnnl_memory_desc_t md[FY_DNNL_MAX_ARGS];
-    dnnl_memory_t mem[FY_DNNL_MAX_ARGS];
+    /* the listed arguments, then the scratchpad when scratch_size > 0 */
+    int args[FY_DNNL_MAX_ARGS + 1];
+    dnnl_memory_desc_t md[FY_DNNL_MAX_ARGS + 1];
+    dnnl_memory_t mem[FY_DNNL_MAX_ARGS + 1];
+    size_t scratch_size;
     int busy;
     int serial; /* made for, and run on, one thread */
 } fy_dnnl_prim;
@@ -94,12 +102,19 @@ ferry_status fy_dnnl_prim_init(fy_dnnl_prim *p, const_dnnl_primitive_desc_t pd, 
                                const int *args, int serial);
 /* Descriptor of argument arg (as the primitive wants it), or NULL if it is not listed. */
 const dnnl_memory_desc_t *fy_dnnl_prim_md(const fy_dnnl_prim *p, int arg);
-/* Run with data[i] for args[i]; mu guards the cached memory objects. */
-ferry_status fy_dnnl_prim_run(fy_dnnl_prim *p, pthread_mutex_t *mu, void *const *data);
+/* Run with data[i] for args[i]; mu guards the cached memory objects; the scratchpad comes
+ * from k's pool. */
+ferry_status fy_dnnl_prim_run(fy_dnnl_prim *p, pthread_mutex_t *mu, fy_kernel *k,
+                              void *const *data);
 void fy_dnnl_prim_free(fy_dnnl_prim *p);
 
-/* Primitive descriptor for op_desc, made on one thread when serial (oneDNN plans its work
- * split when the descriptor is made). NULL when oneDNN has no implementation. */
+/* A copy of base (NULL: default attributes) asking for a user-provided scratchpad: oneDNN's
+ * library scratchpad is shared by every primitive, so concurrent runs would overwrite each
+ * other's. NULL when out of memory; the caller destroys it. */
+dnnl_primitive_attr_t fy_dnnl_scratch_attr(const_dnnl_primitive_attr_t base);
+/* Primitive descriptor for op_desc (with a user scratchpad), made on one thread when serial
+ * (oneDNN plans its work split when the descriptor is made). NULL when oneDNN has no
+ * implementation. */
 dnnl_primitive_desc_t fy_dnnl_pd_create(const_dnnl_op_desc_t desc, const_dnnl_primitive_attr_t attr,
                                         int serial);
 /* Whether oneDNN picked its slow reference implementation for pd. */
