@@ -46,7 +46,7 @@ bench: build
 # libFuzzer on the model loader: make fuzz FUZZ_SECONDS=600
 FUZZ_SECONDS ?= 60
 fuzz:
-	scripts/install-deps.sh test
+	scripts/install-deps.sh fuzz
 	CC=clang cmake -S . -B $(FUZZ) -DFERRY_FUZZ=ON -DFERRY_WERROR=OFF -DFERRY_MAX_TENSOR_MB=64 \
 	    -DCMAKE_BUILD_TYPE=RelWithDebInfo
 	cmake --build $(FUZZ) -j$(JOBS) --target fuzz_model_load

@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # install-deps.sh — installs the Debian packages ferry needs to build, test and demo, skipping
 # those already present (apt-get update runs only when something is missing).
-# Usage: scripts/install-deps.sh [build|test|demo]   (default: test, the superset)
+# Usage: scripts/install-deps.sh [build|demo|test|fuzz]   (default: test)
 set -euo pipefail
 
 what=${1:-test}
 build_pkgs=(build-essential cmake pkg-config libprotobuf-c-dev protobuf-c-compiler libonnx-dev
             libdnnl-dev)
 test_pkgs=(libcmocka-dev libonnx-testdata python3-onnx python3-numpy python3-torch
-           python3-torchvision dataset-fashion-mnist clang libclang-rt-14-dev)
+           python3-torchvision dataset-fashion-mnist)
+fuzz_pkgs=(clang libclang-rt-14-dev libonnx-testdata)
 
 pkgs=("${build_pkgs[@]}")
 case "$what" in
   build|demo) ;;
   test) pkgs+=("${test_pkgs[@]}") ;;
-  *) echo "usage: $0 [build|test|demo]" >&2; exit 2 ;;
+  fuzz) pkgs+=("${fuzz_pkgs[@]}") ;;
+  *) echo "usage: $0 [build|demo|test|fuzz]" >&2; exit 2 ;;
 esac
 
 missing=()
