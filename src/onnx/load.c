@@ -227,7 +227,6 @@ static int64_t opset_for(const struct ferry_model *m, const char *domain)
 static ferry_status build_node(build_ctx *bc, scope *sc, const Onnx__NodeProto *np, int index,
                                fy_node *n)
 {
-    fy_graph *g = sc->g;
     char fallback[64];
     snprintf(fallback, sizeof fallback, "%s_%d", np->op_type ? np->op_type : "node", index);
     n->name = dupstr(np->name && np->name[0] ? np->name : fallback);
@@ -252,7 +251,6 @@ static ferry_status build_node(build_ctx *bc, scope *sc, const Onnx__NodeProto *
 
     n->attrs = calloc(np->n_attribute + 1, sizeof(fy_attr));
     if (!n->attrs) return fy_error(FERRY_E_NOMEM, "out of memory");
-    int outer_before = g->n_outer;
     for (size_t i = 0; i < np->n_attribute; i++) {
         n->n_attrs++;
         ferry_status rc = parse_attr(bc, sc, np->attribute[i], &n->attrs[i]);
@@ -260,7 +258,6 @@ static ferry_status build_node(build_ctx *bc, scope *sc, const Onnx__NodeProto *
             return fy_error_wrap(rc, "node \"%s\" (%s), attribute \"%s\"", n->name, n->op_type,
                                  np->attribute[i]->name ? np->attribute[i]->name : "");
     }
-    (void)outer_before;
     /* values this node's subgraphs read from this graph become implicit inputs */
     int n_impl = 0;
     for (int i = 0; i < n->n_attrs; i++) {
