@@ -411,8 +411,6 @@ ferry_status fy_op_Conv(fy_kernel *k)
     fy_value *y;
     FY_CHECK(fy_output(k, 0, x->dtype, x->rank, odims, &y));
     if (y->count == 0) return FERRY_OK;
-    int64_t Ksp = win.kernel[0] * win.kernel[1] * win.kernel[2];
-    if (k->flops) *k->flops += 2.0 * (double)y->count * (double)(C / group) * (double)Ksp;
     if (w->count == 0 || x->count == 0) {
         for (int64_t i = 0; i < y->count; i++)
             fy_tensor_set_f64(y, i, b ? fy_tensor_get_f64(b, i / (y->count / N / M) % M) : 0.0);
@@ -580,8 +578,6 @@ ferry_status fy_op_ConvTranspose(fy_kernel *k)
     fy_value *y;
     FY_CHECK(fy_output(k, 0, x->dtype, x->rank, odims, &y));
     if (y->count == 0) return FERRY_OK;
-    int64_t Ksp = win.kernel[0] * win.kernel[1] * win.kernel[2];
-    if (k->flops) *k->flops += 2.0 * (double)x->count * (double)(M / group) * (double)Ksp;
 
     conv_io io;
     ferry_status rc = float_views(k, x, w, b, &io);

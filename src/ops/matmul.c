@@ -520,7 +520,6 @@ ferry_status fy_op_MatMul(fy_kernel *k)
         if (oa != t) a_plain = 0;
         if (ob != 0) b_single = 0;
     }
-    if (k->flops) *k->flops += 2.0 * (double)nbatch * M * N * K;
 
     ferry_status rc = FERRY_OK;
     float *fa = NULL, *fb = NULL, *fy = NULL;
@@ -622,7 +621,6 @@ ferry_status fy_op_Gemm(fy_kernel *k)
     fy_value *y;
     FY_CHECK(fy_output(k, 0, a->dtype, 2, odims, &y));
     if (y->count == 0) return FERRY_OK;
-    if (k->flops) *k->flops += 2.0 * M * N * K;
 
     ferry_status rc = FERRY_OK;
     if (a->dtype == FERRY_DTYPE_F64) {

@@ -491,7 +491,7 @@ ferry_status fy_op_MatMulInteger(fy_kernel *k)
     FY_CHECK(imm_prepare(k, a, azp, 2, b, bzp, 3, &m));
     fy_value *y;
     ferry_status rc = fy_output(k, 0, FERRY_DTYPE_I32, m.p.out_rank, m.p.out_dims, &y);
-    if (rc == FERRY_OK) imm_run(&m, k->flops, store_i32, y->data);
+    if (rc == FERRY_OK) imm_run(&m, NULL, store_i32, y->data);
     imm_free(&m);
     return rc;
 }
@@ -551,7 +551,7 @@ ferry_status fy_op_QLinearMatMul(fy_kernel *k)
     ferry_dtype yt = yzp ? yzp->dtype : FERRY_DTYPE_U8;
     q_range(yt, &r.lo, &r.hi);
     rc = fy_output(k, 0, yt, m.p.out_rank, m.p.out_dims, &r.y);
-    if (rc == FERRY_OK) imm_run(&m, k->flops, store_requant, &r);
+    if (rc == FERRY_OK) imm_run(&m, NULL, store_requant, &r);
 out:
     free(asx);
     free(bsx);
@@ -716,7 +716,6 @@ static ferry_status conv_int(const fy_kernel *k, const conv_geom *g, const fy_va
             store(ctx, job * out_sz + o, (int32_t)acc, m);
         }
     }
-    if (k->flops) *k->flops += 2.0 * (double)jobs * (double)out_sz * (double)(cg * ker_sz);
     free(xi);
     free(wi);
     free(koff);
