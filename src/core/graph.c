@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void attr_free(fy_attr *a)
+void fy_attr_clear(fy_attr *a)
 {
     free(a->name);
     free(a->s);
@@ -21,6 +21,7 @@ static void attr_free(fy_attr *a)
     for (int64_t i = 0; a->tp && i < (a->type == FY_ATTR_TYPE_PROTO ? 1 : a->n); i++)
         for (int d = 0; d < FERRY_MAX_RANK; d++) free(a->tp[i].dim_names[d]);
     free(a->tp);
+    memset(a, 0, sizeof *a);
 }
 
 void fy_graph_free(fy_graph *g)
@@ -30,7 +31,7 @@ void fy_graph_free(fy_graph *g)
         fy_node *n = &g->nodes[i];
         free(n->name), free(n->op_type), free(n->domain);
         free(n->inputs), free(n->outputs), free(n->implicit);
-        for (int j = 0; j < n->n_attrs; j++) attr_free(&n->attrs[j]);
+        for (int j = 0; j < n->n_attrs; j++) fy_attr_clear(&n->attrs[j]);
         free(n->attrs);
     }
     for (int i = 0; i < g->n_values; i++) {

@@ -101,6 +101,8 @@ typedef struct fy_graph {
 } fy_graph;
 
 void fy_graph_free(fy_graph *g);
+/* Free what an attribute owns and zero it. */
+void fy_attr_clear(fy_attr *a);
 /* Attribute by name or NULL. */
 const fy_attr *fy_node_attr(const fy_node *n, const char *name);
 

@@ -366,32 +366,11 @@ ferry_status fy_node_set_outputs(fy_node *n, int count, const int *ids)
     return set_ids(&n->outputs, &n->n_outputs, count, ids);
 }
 
-/* Mirrors graph.c's attribute cleanup (which is private to that file). */
-static void attr_clear(fy_attr *a)
-{
-    free(a->name);
-    free(a->s);
-    fy_value_unref(a->t);
-    fy_graph_free(a->g);
-    free(a->floats);
-    free(a->ints);
-    for (int64_t i = 0; a->strings && i < a->n; i++) free(a->strings[i]);
-    free(a->strings);
-    for (int64_t i = 0; a->tensors && i < a->n; i++) fy_value_unref(a->tensors[i]);
-    free(a->tensors);
-    for (int64_t i = 0; a->graphs && i < a->n; i++) fy_graph_free(a->graphs[i]);
-    free(a->graphs);
-    for (int64_t i = 0; a->tp && i < (a->type == FY_ATTR_TYPE_PROTO ? 1 : a->n); i++)
-        for (int d = 0; d < FERRY_MAX_RANK; d++) free(a->tp[i].dim_names[d]);
-    free(a->tp);
-    memset(a, 0, sizeof *a);
-}
-
 void fy_node_clear(fy_node *n)
 {
     free(n->name), free(n->op_type), free(n->domain);
     free(n->inputs), free(n->outputs), free(n->implicit);
-    for (int j = 0; j < n->n_attrs; j++) attr_clear(&n->attrs[j]);
+    for (int j = 0; j < n->n_attrs; j++) fy_attr_clear(&n->attrs[j]);
     free(n->attrs);
     memset(n, 0, sizeof *n);
 }
@@ -400,7 +379,7 @@ void fy_node_attr_remove(fy_node *n, const char *name)
 {
     for (int i = 0; i < n->n_attrs; i++)
         if (strcmp(n->attrs[i].name, name) == 0) {
-            attr_clear(&n->attrs[i]);
+            fy_attr_clear(&n->attrs[i]);
             memmove(&n->attrs[i], &n->attrs[i + 1], sizeof(fy_attr) * (n->n_attrs - i - 1));
             n->n_attrs--;
             return;
@@ -409,7 +388,7 @@ void fy_node_attr_remove(fy_node *n, const char *name)
 
 void fy_node_attrs_clear(fy_node *n)
 {
-    for (int j = 0; j < n->n_attrs; j++) attr_clear(&n->attrs[j]);
+    for (int j = 0; j < n->n_attrs; j++) fy_attr_clear(&n->attrs[j]);
     n->n_attrs = 0;
 }
 
