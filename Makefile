@@ -9,9 +9,10 @@ FUZZ   ?= build-fuzz
 
 all: build
 
+# The library, the ferry command and the example (tests are built by `make test`).
 build:
 	scripts/install-deps.sh build
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DFERRY_TESTS=OFF
 	cmake --build $(BUILD) -j$(JOBS)
 
 # Runs the bundled Fashion-MNIST model on a bundled image and prints the prediction.
@@ -19,6 +20,7 @@ demo: build
 	$(BUILD)/ferry inspect examples/fashion-mnist/mlp.onnx
 	$(BUILD)/ferry run examples/fashion-mnist/mlp.onnx --input examples/fashion-mnist/ankle-boot.npy \
 	    --output-dir $(BUILD)/demo-out
+	$(BUILD)/example_classify examples/fashion-mnist/mlp.onnx examples/fashion-mnist/ankle-boot.npy
 
 # Every test, in a release build and again under AddressSanitizer + UndefinedBehaviorSanitizer.
 test:
@@ -27,12 +29,13 @@ test:
 	$(MAKE) test-asan
 
 test-release:
-	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DFERRY_TESTS=ON
 	cmake --build $(BUILD) -j$(JOBS)
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
 test-asan:
-	cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_SANITIZE="address;undefined"
+	cmake -S . -B $(ASAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_SANITIZE="address;undefined" \
+	    -DFERRY_TESTS=ON
 	cmake --build $(ASAN) -j$(JOBS)
 	cd $(ASAN) && ctest --output-on-failure -j$(JOBS)
 
