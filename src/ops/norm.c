@@ -201,7 +201,7 @@ static ferry_status group_norm(fy_kernel *k, int64_t G)
     FY_CHECK(check_float(k, 2, bi));
     if (x->rank < 2) return fy_kernel_error(k, FERRY_E_SHAPE, "X must be N x C x ...");
     int64_t N = x->dims[0], C = x->dims[1], S = N > 0 && C > 0 ? x->count / (N * C) : 0;
-    if (G <= 0) G = C; /* instance norm */
+    if (G <= 0) G = C > 0 ? C : 1; /* instance norm (an empty C still forms one group) */
     if (C % G != 0)
         return fy_kernel_error(k, FERRY_E_SHAPE, "%lld channels do not split into %lld groups",
                                (long long)C, (long long)G);

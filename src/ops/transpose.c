@@ -177,8 +177,9 @@ void fy_move_strided(void *dst, const void *src, size_t esz, int rank, const int
     p.esz = esz;
     p.rank = 0;
     int64_t total = 1;
-    for (int i = 0; i < rank; i++) total *= dims[i];
-    if (total <= 0) return;
+    for (int i = 0; i < rank; i++) /* empty: nothing to move (and huge other dims may overflow) */
+        if (dims[i] <= 0) return;
+    for (int i = 0; i < rank; i++) total *= dims[i]; /* the element count of a real tensor */
     /* drop unit dims and merge neighbours that are contiguous with each other */
     for (int i = 0; i < rank; i++) {
         if (dims[i] == 1) continue;
