@@ -146,7 +146,10 @@ ferry_status fy_op_Gelu(fy_kernel *k)
         for (int64_t i = 0; i < n; i++) {                                                          \
             double x = (double)LD(a[i]);                                                           \
             double y = x < -lambd ? x + bias : x > lambd ? x - bias : 0;                           \
-            o[i] = ST((C)y);                                                                       \
+            if ((C)0.5 == 0) /* integers: out-of-range results wrap instead of being undefined */  \
+                o[i] = ST((C)(int64_t)(y != y ? 0 : y < -9.2e18 ? -9.2e18 : y > 9.2e18 ? 9.2e18 : y)); \
+            else                                                                                   \
+                o[i] = ST((C)y);                                                                   \
         }                                                                                          \
     }
 FY_EW_NUM_TYPES(SHRINK_DEF, shrink)

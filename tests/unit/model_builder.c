@@ -212,6 +212,25 @@ void mb_initializer_i64(mb_model *m, const char *name, int rank, const int64_t *
     add_initializer(m, name, 7, rank, dims, data);
 }
 
+void mb_initializer_raw(mb_model *m, const char *name, int dtype, int rank, const int64_t *dims,
+                        const void *data, size_t bytes)
+{
+    Onnx__TensorProto *t = xcalloc(1, sizeof *t);
+    onnx__tensor_proto__init(t);
+    t->name = strdup(name);
+    t->has_data_type = 1;
+    t->data_type = dtype;
+    t->n_dims = rank;
+    t->dims = xcalloc(rank ? rank : 1, sizeof(int64_t));
+    for (int i = 0; i < rank; i++)
+        t->dims[i] = dims[i];
+    t->has_raw_data = 1;
+    t->raw_data.len = bytes;
+    t->raw_data.data = xcalloc(bytes ? bytes : 1, 1);
+    memcpy(t->raw_data.data, data, bytes);
+    PUSH(m->graph.initializer, m->graph.n_initializer, t);
+}
+
 uint8_t *mb_pack(mb_model *m, size_t *len)
 {
     *len = onnx__model_proto__get_packed_size(&m->model);

@@ -24,6 +24,9 @@ void mb_initializer_f32(mb_model *m, const char *name, int rank, const int64_t *
                         const float *data);
 void mb_initializer_i64(mb_model *m, const char *name, int rank, const int64_t *dims,
                         const int64_t *data);
+/* Initializer of any ONNX dtype from its little-endian bytes (raw_data). */
+void mb_initializer_raw(mb_model *m, const char *name, int dtype, int rank, const int64_t *dims,
+                        const void *data, size_t bytes);
 /* Serialized bytes (caller frees). */
 uint8_t *mb_pack(mb_model *m, size_t *len);
 void mb_free(mb_model *m);
