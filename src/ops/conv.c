@@ -373,6 +373,40 @@ static void free_views(conv_io *io)
         free(io->own[i]);
 }
 
+typedef ferry_status (*conv_float_fn)(const float *, const float *, const float *, float *,
+                                      int64_t, int64_t, int64_t, int64_t, const fy_window *);
+typedef ferry_status (*conv_double_fn)(const double *, const double *, const double *, double *,
+                                       int64_t, int64_t, int64_t, int64_t, const fy_window *);
+
+/* Shared tail of Conv and ConvTranspose: run the float or double kernel on views of the inputs
+ * (f16/bf16 computed in float) and store into y. */
+static ferry_status run_typed(const fy_kernel *k, const fy_value *x, const fy_value *w,
+                              const fy_value *b, fy_value *y, int64_t N, int64_t C, int64_t M,
+                              int64_t group, const fy_window *win, conv_float_fn f32,
+                              conv_double_fn f64)
+{
+    conv_io io;
+    ferry_status rc = float_views(k, x, w, b, &io);
+    if (rc != FERRY_OK) goto out;
+    if (x->dtype == FERRY_DTYPE_F64) {
+        rc = f64(io.x, io.w, io.b, y->data, N, C, M, group, win);
+    } else {
+        float *py =
+            x->dtype == FERRY_DTYPE_F32 ? y->data : malloc(sizeof(float) * (size_t)y->count);
+        if (!py) {
+            rc = fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
+            goto out;
+        }
+        rc = f32(io.x, io.w, io.b, py, N, C, M, group, win);
+        if (rc == FERRY_OK) fy_nn_from_float(y, py);
+        if (py != y->data) free(py);
+    }
+    if (rc != FERRY_OK) rc = fy_error_wrap(rc, "node \"%s\" (%s)", k->node->name, k->node->op_type);
+out:
+    free_views(&io);
+    return rc;
+}
+
 static ferry_status check_conv_inputs(const fy_kernel *k, const fy_value **x, const fy_value **w,
                                       const fy_value **b)
 {
@@ -417,26 +451,7 @@ ferry_status fy_op_Conv(fy_kernel *k)
         return FERRY_OK;
     }
 
-    conv_io io;
-    ferry_status rc = float_views(k, x, w, b, &io);
-    if (rc != FERRY_OK) goto out;
-    if (x->dtype == FERRY_DTYPE_F64) {
-        rc = conv_double(io.x, io.w, io.b, y->data, N, C, M, group, &win);
-    } else {
-        float *py =
-            x->dtype == FERRY_DTYPE_F32 ? y->data : malloc(sizeof(float) * (size_t)y->count);
-        if (!py) {
-            rc = fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
-            goto out;
-        }
-        rc = conv_float(io.x, io.w, io.b, py, N, C, M, group, &win);
-        if (rc == FERRY_OK) fy_nn_from_float(y, py);
-        if (py != y->data) free(py);
-    }
-    if (rc != FERRY_OK) rc = fy_error_wrap(rc, "node \"%s\" (Conv)", k->node->name);
-out:
-    free_views(&io);
-    return rc;
+    return run_typed(k, x, w, b, y, N, C, M, group, &win, conv_float, conv_double);
 }
 
 /* ---- ConvTranspose ----------------------------------------------------------------------- */
@@ -579,24 +594,5 @@ ferry_status fy_op_ConvTranspose(fy_kernel *k)
     FY_CHECK(fy_output(k, 0, x->dtype, x->rank, odims, &y));
     if (y->count == 0) return FERRY_OK;
 
-    conv_io io;
-    ferry_status rc = float_views(k, x, w, b, &io);
-    if (rc != FERRY_OK) goto out;
-    if (x->dtype == FERRY_DTYPE_F64) {
-        rc = convt_double(io.x, io.w, io.b, y->data, N, C, M, group, &win);
-    } else {
-        float *py =
-            x->dtype == FERRY_DTYPE_F32 ? y->data : malloc(sizeof(float) * (size_t)y->count);
-        if (!py) {
-            rc = fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
-            goto out;
-        }
-        rc = convt_float(io.x, io.w, io.b, py, N, C, M, group, &win);
-        if (rc == FERRY_OK) fy_nn_from_float(y, py);
-        if (py != y->data) free(py);
-    }
-    if (rc != FERRY_OK) rc = fy_error_wrap(rc, "node \"%s\" (ConvTranspose)", k->node->name);
-out:
-    free_views(&io);
-    return rc;
+    return run_typed(k, x, w, b, y, N, C, M, group, &win, convt_float, convt_double);
 }
