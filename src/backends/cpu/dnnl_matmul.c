@@ -61,7 +61,7 @@ typedef struct mm_state {
  * rows; blocks are split between threads when B is large enough to pay for it. */
 #define GEMV_MAX_M   4
 #define GEMV_BLOCK   32
-#define GEMV_PAR_MIN (1 << 18) /* K * N from which blocks go to several threads */
+#define GEMV_PAR_MIN (1 << 15) /* K * N from which blocks go to several threads */
 #define GEMV_MAX_B   (1 << 22) /* larger B: oneDNN only (no second copy of the weights) */
 
 enum mm_act {
