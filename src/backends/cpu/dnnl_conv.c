@@ -457,15 +457,8 @@ static void prepare_weights(const fy_node *n, const fy_graph *g, conv_state *st)
     dnnl_primitive_desc_t pd =
         best_pd(st, &geom, NULL, NULL, conv_macs(st, &geom) < FY_DNNL_SERIAL_MACS);
     if (!pd) return;
-    const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    size_t size = dnnl_memory_desc_get_size(want);
-    float *w = aligned_alloc(64, (size + 63) / 64 * 64);
-    if (w && fy_dnnl_reorder(&st->w_onnx_md, st->w_onnx, want, w) == FERRY_OK) {
-        st->w = w;
-        st->w_md = *want;
-    } else {
-        free(w);
-    }
+    float *w = fy_dnnl_reorder_weights(pd, &st->w_onnx_md, st->w_onnx, &st->w_md);
+    if (w) st->w = w;
     dnnl_primitive_desc_destroy(pd);
 }
 

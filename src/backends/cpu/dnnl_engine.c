@@ -485,3 +485,17 @@ ferry_status fy_dnnl_run_reference(fy_kernel *k)
     if (in != stack) free(in);
     return rc;
 }
+
+void *fy_dnnl_reorder_weights(dnnl_primitive_desc_t pd, const dnnl_memory_desc_t *src_md,
+                              const void *src, dnnl_memory_desc_t *out_md)
+{
+    const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    size_t size = dnnl_memory_desc_get_size(want);
+    void *w = aligned_alloc(64, (size + 63) / 64 * 64);
+    if (!w || fy_dnnl_reorder(src_md, src, want, w) != FERRY_OK) {
+        free(w);
+        return NULL;
+    }
+    *out_md = *want;
+    return w;
+}

@@ -322,15 +322,8 @@ static void prepare_weights(const fy_node *n, const fy_graph *g, mm_state *st)
     if (st->kind != MM_MATMUL && t->rank == 2 && st->trans_a) m = t->dims[1] > 0 ? t->dims[1] : 1;
     dnnl_primitive_desc_t pd = const_pd(st, m, NULL, is_serial((double)m * st->k * st->n));
     if (!pd) return;
-    const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-    size_t size = dnnl_memory_desc_get_size(want);
-    float *w = aligned_alloc(64, (size + 63) / 64 * 64);
-    if (w && fy_dnnl_reorder(&st->b_md, st->b, want, w) == FERRY_OK) {
-        st->w = w;
-        st->w_md = *want;
-    } else {
-        free(w);
-    }
+    float *w = fy_dnnl_reorder_weights(pd, &st->b_md, st->b, &st->w_md);
+    if (w) st->w = w;
     dnnl_primitive_desc_destroy(pd);
 }
 

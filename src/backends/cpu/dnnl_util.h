@@ -74,6 +74,11 @@ ferry_status fy_dnnl_output(fy_kernel *k, int i, const dnnl_memory_desc_t *md, i
                             const int64_t *dims, fy_value **out);
 /* Copy src (laid out as src_md) into dst (dst_md), converting layouts. Reorder primitives are
  * cached process-wide by descriptor pair. */
+/* Weights src (described by src_md) reordered into the layout primitive pd prefers; *out_md
+ * gets that layout. Returns a 64-byte aligned copy (caller frees) or NULL when it fails, in
+ * which case the caller keeps using the weights as they are. */
+void *fy_dnnl_reorder_weights(dnnl_primitive_desc_t pd, const dnnl_memory_desc_t *src_md,
+                              const void *src, dnnl_memory_desc_t *out_md);
 ferry_status fy_dnnl_reorder(const dnnl_memory_desc_t *src_md, const void *src,
                              const dnnl_memory_desc_t *dst_md, void *dst);
 /* Scratch memory for a reordered input: from the kernel's pool (64-byte aligned). */
