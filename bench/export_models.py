@@ -29,17 +29,9 @@ except ImportError as e:
 
 OPSET = 13
 
-
-def calibrate_bn(model, shape):
-    """BatchNorm running statistics from one forward pass over random data, then eval mode."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model(torch.randn(*shape))
-    return model.eval()
+# BatchNorm calibration is shared with the test exports.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "models"))
+from export import calibrate_bn  # noqa: E402
 
 
 def torchvision_model(name):
