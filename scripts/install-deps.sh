@@ -6,9 +6,10 @@ set -euo pipefail
 
 what=${1:-test}
 build_pkgs=(build-essential cmake pkg-config libprotobuf-c-dev protobuf-c-compiler libonnx-dev
-            libdnnl-dev)
+            libdnnl-dev libmicrohttpd-dev libjansson-dev libssl-dev zlib1g-dev libzstd-dev curl)
 test_pkgs=(libcmocka-dev libonnx-testdata python3-onnx python3-numpy python3-torch
-           python3-torchvision dataset-fashion-mnist)
+           python3-torchvision python3-sklearn python3-pytest python3-requests prometheus
+           dataset-fashion-mnist chromium)
 fuzz_pkgs=(clang libclang-rt-14-dev libonnx-testdata)
 
 pkgs=("${build_pkgs[@]}")

@@ -12,10 +12,9 @@ enum { EXIT_OK = 0, EXIT_CHECK = 1, EXIT_USAGE = 2, EXIT_INTERNAL = 3 };
 
 typedef int (*cli_command_fn)(int argc, char **argv);
 
-int cmd_inspect(int argc, char **argv);
-int cmd_run(int argc, char **argv);
-int cmd_bench(int argc, char **argv);
-int cmd_conformance(int argc, char **argv);
+#define COMMAND(name, fn, summary) int fn(int argc, char **argv);
+#include "commands.def"
+#undef COMMAND
 
 /* Print "ferry <cmd>: <message>: <ferry_last_error()>" to stderr and return the exit code that
  * fits the status (2 for bad input, 3 for internal errors). */

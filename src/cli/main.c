@@ -9,10 +9,9 @@ static const struct {
     cli_command_fn fn;
     const char *summary;
 } commands[] = {
-    {"inspect", cmd_inspect, "describe a model: inputs, outputs, ops, parameters, FLOPs"},
-    {"run", cmd_run, "run a model on .npy/.pb inputs and write its outputs as .npy"},
-    {"bench", cmd_bench, "time a model: load, latency percentiles, throughput, memory, profile"},
-    {"conformance", cmd_conformance, "run ONNX backend test folders and report pass/fail"},
+#define COMMAND(name, fn, summary) {#name, fn, summary},
+#include "commands.def"
+#undef COMMAND
 };
 
 static void usage(FILE *f)
