@@ -328,6 +328,12 @@ static void infer_node(const fy_node *n, sinfo *vals)
         memcpy(o.d, x->d, sizeof o.d);
         o.n_vals = strcmp(op, "Identity") == 0 ? x->n_vals : -1;
         memcpy(o.vals, x->vals, sizeof o.vals);
+        /* quantize: the zero point's type (uint8 when omitted); dequantize: the scale's */
+        if (strcmp(op, "QuantizeLinear") == 0)
+            o.dtype = n->n_inputs > 2 && n->inputs[2] >= 0 ? input(vals, n, 2)->dtype
+                                                            : FERRY_DTYPE_U8;
+        else if (strcmp(op, "DequantizeLinear") == 0)
+            o.dtype = input(vals, n, 1)->dtype;
     } else if (in_list(op, broadcast_ops) || in_list(op, compare_ops)) {
         o.rank = x->rank;
         memcpy(o.d, x->d, sizeof o.d);

@@ -20,6 +20,10 @@ int fy_pass_fuse_conv_activation(fy_rewrite *rw);
 int fy_pass_matmul_add_to_gemm(fy_rewrite *rw);
 int fy_pass_fuse_gemm_activation(fy_rewrite *rw);
 
+/* fuse_qdq.c (EXTENDED, before folding): QDQ int8 patterns into QLinearConv and int8
+ * pass-through ops */
+int fy_pass_fuse_qdq(fy_rewrite *rw);
+
 /* fuse_transformer.c (ALL) */
 int fy_pass_fuse_layernorm(fy_rewrite *rw);
 int fy_pass_fuse_gelu(fy_rewrite *rw);

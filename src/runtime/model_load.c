@@ -14,6 +14,7 @@
 #include "onnx/model.h"
 #include "ops/infer.h"
 #include "optimize/passes.h"
+#include "runtime/bind.h"
 #include "runtime/flops.h"
 
 /* Append `Op (node "name", opset N)` to the model's missing list, once per line. */
@@ -45,6 +46,15 @@ static ferry_status bind_graph(struct ferry_model *m, fy_graph *g)
             for (int64_t j = 0; at->graphs && j < at->n; j++) FY_CHECK(bind_graph(m, at->graphs[j]));
         }
     }
+    return FERRY_OK;
+}
+
+ferry_status fy_model_bind(struct ferry_model *m)
+{
+    free(m->missing_ops);
+    m->missing_ops = NULL;
+    FY_CHECK(bind_graph(m, m->graph));
+    if (m->missing_ops) return fy_error(FERRY_E_UNSUPPORTED, "unsupported ops:\n%s", m->missing_ops);
     return FERRY_OK;
 }
 
