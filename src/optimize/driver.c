@@ -150,6 +150,11 @@ static ferry_status pair_open(pair *p, const char *a, const char *b)
     if (p->n_in > 64 || p->n_out > 64 || ferry_model_output_count(p->m[1]) != p->n_out ||
         ferry_model_input_count(p->m[1]) != p->n_in)
         return fy_error(FERRY_E_INTERNAL, "the optimized model's inputs/outputs differ from the original's");
+    for (int i = 0; i < p->n_in; i++) {
+        ferry_io_info info;
+        FY_CHECK(ferry_model_input(p->m[0], i, &info));
+        p->names[i] = info.name;
+    }
     return FERRY_OK;
 }
 

@@ -144,8 +144,9 @@ static ferry_status write_md(FILE *f, const char *in, const char *out, const fer
     }
     if (s->max_rel_error >= 0)
         fprintf(f, "Largest output difference: %.3g of the output's largest magnitude.\n", s->max_rel_error);
-    fprintf(f, "\nLatency: both models loaded by ferry (which applies its own graph passes at load), "
-               "run alternately in one process.\n");
+    if (s->in_latency_ms > 0)
+        fprintf(f, "\nLatency: both models loaded by ferry (which applies its own graph passes at load), "
+                   "run alternately in one process.\n");
     if (log->n_layers) {
         int64_t total = 0, zeros = 0;
         for (int i = 0; i < log->n_layers; i++) total += log->layers[i].count, zeros += log->layers[i].zeros;
