@@ -30,6 +30,7 @@ typedef struct writer {
     char *data_path, *data_name;
     uint64_t data_off;
     ferry_status data_rc;
+    ferry_status rc; /* a failure other than memory or data-file I/O */
     /* fields of the original model the IR does not hold */
     const Onnx__ModelProto *orig;
 } writer;
@@ -350,6 +351,7 @@ typedef struct opset_list {
     int n;
     const char *domain[64];
     int64_t version[64];
+    int64_t need[64]; /* the highest opset a node of the domain was made for */
 } opset_list;
 
 static bool is_onnx_domain(const char *d) { return !d[0] || strcmp(d, "ai.onnx") == 0; }
@@ -365,7 +367,10 @@ static void collect_domains(const fy_graph *g, opset_list *ol)
             j++;
         if (j == ol->n && ol->n < 64) {
             ol->domain[ol->n] = n->domain;
-            ol->version[ol->n++] = n->opset > 0 ? n->opset : 1;
+            ol->version[ol->n] = n->opset > 0 ? n->opset : 1;
+            ol->need[ol->n++] = n->opset > 0 ? n->opset : 1;
+        } else if (j < ol->n && n->opset > ol->need[j]) {
+            ol->need[j] = n->opset; /* a node a pass made at a newer opset (LayerNormalization) */
         }
         for (int a = 0; a < n->n_attrs; a++) {
             if (n->attrs[a].g) collect_domains(n->attrs[a].g, ol);
@@ -424,7 +429,22 @@ static Onnx__ModelProto *model_proto(writer *w, const struct ferry_model *m, con
         ol.domain[ol.n] = m->opset_domains[i];
         ol.version[ol.n++] = m->opset_versions[i];
     }
+    for (int i = 0; i < ol.n; i++) ol.need[i] = ol.version[i];
     collect_domains(m->graph, &ol);
+    for (int i = 0; i < ol.n; i++) {
+        if (ol.need[i] <= ol.version[i]) continue;
+        /* ONNX opsets 13 to 17 only add types, ops and attributes whose defaults keep the old
+         * meaning, so a 13+ model may import 17 for a fused node; below 13 semantics changed
+         * (Softmax, Squeeze, Split...) and the import cannot be raised */
+        if (is_onnx_domain(ol.domain[i]) && (ol.version[i] < 13 || ol.need[i] > 17)) {
+            w->rc = fy_error(FERRY_E_UNSUPPORTED,
+                             "a rewritten node needs ONNX opset %lld but the model imports opset %lld",
+                             (long long)ol.need[i], (long long)ol.version[i]);
+            w->failed = 1;
+            return NULL;
+        }
+        ol.version[i] = ol.need[i];
+    }
     mp->n_opset_import = (size_t)ol.n;
     mp->opset_import = wa(w, sizeof(void *) * (ol.n + 1));
     if (!mp->opset_import) return NULL;
@@ -494,7 +514,9 @@ ferry_status fy_onnx_write(const struct ferry_model *m, const char *path, const 
 
     Onnx__ModelProto *mp = model_proto(&w, m, o);
     if (!mp) {
-        rc = w.data_rc != FERRY_OK ? w.data_rc : fy_error(FERRY_E_NOMEM, "out of memory");
+        rc = w.rc != FERRY_OK        ? w.rc
+             : w.data_rc != FERRY_OK ? w.data_rc
+                                     : fy_error(FERRY_E_NOMEM, "out of memory");
         goto out;
     }
     f = fopen(tmp, "wb");

@@ -11,6 +11,7 @@
 
 #include "onnx/write.h"
 #include "optimize/model_opt.h"
+#include "optimize/pass_impl.h"
 #include "optimize/passes.h"
 
 void ferry_optimize_options_init(ferry_optimize_options *o)
@@ -298,6 +299,29 @@ static ferry_status evaluate(pair *p, const ferry_optimize_options *o, ferry_opt
 
 /* ---- the entry point --------------------------------------------------------------------- */
 
+/* The graph passes of a level. LayerNormalization exists from ONNX opset 17, which a model
+ * importing 13+ may adopt without changing meaning (the writer raises its import); an older
+ * model gets every ALL-level fusion but that one. */
+static ferry_status optimize_level(struct ferry_model *m, ferry_opt_level level)
+{
+    int64_t onnx = 1;
+    for (int i = 0; i < m->n_opsets; i++)
+        if (!m->opset_domains[i][0] || !strcmp(m->opset_domains[i], "ai.onnx")) onnx = m->opset_versions[i];
+    if (level < FERRY_OPT_ALL || onnx >= 13) return fy_optimize_model(m, (fy_opt_level)level);
+    FY_CHECK(fy_optimize_model(m, FY_OPT_EXTENDED));
+    fy_rewrite rw;
+    FY_CHECK(fy_rw_begin(&rw, m, m->graph));
+    ferry_status rc = FERRY_OK;
+    for (int round = 0; round < 8 && rc == FERRY_OK; round++) {
+        int n = fy_pass_fuse_gelu(&rw);
+        rc = rw.error;
+        if (rc == FERRY_OK && rw.changes) rc = fy_rw_commit(&rw);
+        if (!n) break;
+    }
+    fy_rw_end(&rw);
+    return rc;
+}
+
 static ferry_status rewrite_and_write(const char *in_path, const char *out_path,
                                       const ferry_optimize_options *o, ferry_optimize_summary *s,
                                       fy_opt_log *log)
@@ -307,7 +331,7 @@ static ferry_status rewrite_and_write(const char *in_path, const char *out_path,
     s->in_file_bytes = file_size(in_path);
     for (int i = 0; i < m->n_maps; i++) s->in_file_bytes += (int64_t)m->maps[i].len;
     s->in_param_bytes = model_params(m->graph, &s->in_nodes);
-    ferry_status rc = fy_optimize_model(m, (fy_opt_level)o->level);
+    ferry_status rc = optimize_level(m, o->level);
     if (rc == FERRY_OK && o->prune > 0)
         rc = fy_prune(m, o->prune, o->prune_structured != 0, o->prune_per_layer != 0, log);
     if (rc == FERRY_OK && o->fp16) rc = fy_fp16_convert(m, o->keep_fp32, log);
