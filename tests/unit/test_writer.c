@@ -2,6 +2,7 @@
  * attributes, subgraphs, initializer bytes) and the same outputs bit for bit, on the bundled
  * Fashion-MNIST models and on every model of the ONNX node conformance suite. */
 #include <dirent.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@
 #include "ferry/optimize.h"
 #include "onnx/model.h"
 #include "onnx/write.h"
+#include "optimize/passes.h"
 
 #ifndef FERRY_SOURCE_DIR
 #define FERRY_SOURCE_DIR "."
@@ -396,8 +398,86 @@ static void test_write_error(void **state)
     ferry_model_free(m);
 }
 
-int main(void)
+/* The PyTorch exports of tests/models (control flow, RNNs, transformer, opsets 9-17): the file
+ * as read round-trips exactly, and the model optimized at level ALL and written runs with the
+ * same outputs (to rounding) as the original. */
+static const char *models_dir;
+
+static int close_enough(const ferry_value *a, const ferry_value *b)
 {
+    if (a->dtype != FERRY_DTYPE_F32 || b->dtype != FERRY_DTYPE_F32 || a->count != b->count) return same_value(a, b);
+    double scale = 1e-6, diff = 0;
+    for (int64_t i = 0; i < a->count; i++) {
+        double x = ((float *)a->data)[i], y = ((float *)b->data)[i];
+        scale = fmax(scale, fabs(x));
+        diff = fmax(diff, fabs(x - y));
+    }
+    return diff <= 1e-4 * scale;
+}
+
+static void test_exported_models(void **state)
+{
+    (void)state;
+    DIR *d = models_dir ? opendir(models_dir) : NULL;
+    if (!d) skip();
+    int checked = 0, bad = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char dir[1024], path[1100], out[1100], in[1100];
+        snprintf(dir, sizeof dir, "%s/%s", models_dir, e->d_name);
+        snprintf(path, sizeof path, "%s/model.onnx", dir);
+        snprintf(in, sizeof in, "%s/input_b1.npy", dir);
+        if (access(path, R_OK) != 0) continue;
+        stats st = {0};
+        if (!round_trip_dir(dir, &st)) bad++;
+        /* optimized (ALL) and written: same outputs on the exported input */
+        ferry_model *m = NULL, *w = NULL, *orig = NULL;
+        assert_int_equal(ferry_model_load_flags(path, FERRY_LOAD_NO_OPTIMIZE, &m), FERRY_OK);
+        assert_int_equal(fy_optimize_model(m, FY_OPT_ALL), FERRY_OK);
+        snprintf(out, sizeof out, "%s/opt.onnx", tmpdir);
+        ferry_status rc = fy_onnx_write(m, out, NULL);
+        ferry_model_free(m);
+        if (rc != FERRY_OK) {
+            printf("%s: optimized model not written: %s\n", e->d_name, ferry_last_error());
+            bad++;
+            continue;
+        }
+        ferry_value *x = NULL, *o1[8] = {0}, *o2[8] = {0};
+        assert_int_equal(ferry_model_load(path, &orig), FERRY_OK);
+        assert_int_equal(ferry_model_load(out, &w), FERRY_OK);
+        ferry_io_info info;
+        ferry_model_input(orig, 0, &info);
+        const char *names[] = {info.name};
+        if (ferry_model_input_count(orig) == 1 && ferry_model_output_count(orig) <= 8 &&
+            ferry_tensor_load(in, &x) == FERRY_OK) {
+            assert_true(run_model(orig, 1, names, &x, o1));
+            assert_true(run_model(w, 1, names, &x, o2));
+            for (int i = 0; i < ferry_model_output_count(orig); i++)
+                if (!close_enough(o1[i], o2[i])) {
+                    printf("%s: optimized output %d differs\n", e->d_name, i);
+                    bad++;
+                }
+            checked++;
+        }
+        for (int i = 0; i < 8; i++) ferry_value_free(o1[i]), ferry_value_free(o2[i]);
+        ferry_value_free(x);
+        ferry_model_free(orig);
+        ferry_model_free(w);
+    }
+    closedir(d);
+    printf("exported models: %d optimized and compared\n", checked);
+    assert_int_equal(bad, 0);
+    assert_true(checked > 0);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "models") == 0) { /* tests/models exports (a CTest fixture) */
+        models_dir = argv[2];
+        const struct CMUnitTest tests[] = {cmocka_unit_test(test_exported_models)};
+        return cmocka_run_group_tests(tests, setup, teardown);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fashion_mnist_round_trip),
         cmocka_unit_test(test_external_data),
