@@ -1,0 +1,160 @@
+/* cmd_optimize.c — `ferry optimize MODEL -o OUT [options]`: graph passes, float16, pruning
+ * (and int8) written back as standard ONNX, with a report of what it cost. The work is
+ * ferry_optimize (include/ferry/optimize.h); this file parses options and prints a summary. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "ferry/optimize.h"
+
+static void help(FILE *f)
+{
+    fprintf(f,
+            "usage: ferry optimize MODEL -o OUT [--level basic|extended|all|none] [--fp16]\n"
+            "                      [--keep-fp32 OP,NAME,...] [--prune SPARSITY [--structured]\n"
+            "                      [--per-layer]] [--external-data] [--report FILE.md|FILE.json]\n"
+            "                      [--eval DATA.npy [--labels LABELS.npy] [--eval-limit N]]\n"
+            "                      [--bench-batch N] [--bench-runs N]\n\n"
+            "Rewrites MODEL and writes OUT as a standard ONNX file (ONNX Runtime runs it too).\n"
+            "  --level L        graph passes, as ONNX Runtime names them (default extended):\n"
+            "                   basic: constant folding, Identity/Dropout removal, shape folding;\n"
+            "                   extended: + Conv+BatchNorm, Conv+Add, Conv/Gemm+activation\n"
+            "                   (com.microsoft FusedConv/FusedGemm), MatMul+Add -> Gemm;\n"
+            "                   all: + LayerNormalization and GELU fusion; none: as read\n"
+            "  --fp16           weights and compute in float16; inputs/outputs stay float32\n"
+            "  --keep-fp32 L    op types or node names kept in float32 (replaces the automatic\n"
+            "                   list: Softmax, LayerNorm, Exp/Log/Pow, reductions, Resize)\n"
+            "  --prune S        magnitude-prune Conv/Gemm/MatMul weights to sparsity S (0..1);\n"
+            "                   one global threshold unless --per-layer; --structured prunes\n"
+            "                   whole output channels by RMS. Zeros are stored densely.\n"
+            "  --external-data  weights in OUT.data beside OUT (automatic above 2 GB)\n"
+            "  --report F       .md or .json: sizes, latency, accuracy, per-layer details\n"
+            "  --eval D         samples (.npy, first axis = samples; uint8 is scaled to 0..1):\n"
+            "                   top-1 agreement and output error vs the original; with\n"
+            "                   --labels L (.npy integers) also accuracy before/after\n"
+            "  --bench-batch N  batch size of the latency comparison (default 1)\n"
+            "  --bench-runs N   timed runs per model, alternating (default 20; 0: no timing)\n"
+            "  int8 quantization options are added here by the int8 quantizer.\n"
+            "Exit code 0 on success, 2 on bad usage or input, 3 on an internal error.\n");
+}
+
+static int parse_level(const char *s, ferry_opt_level *out)
+{
+    static const char *const names[] = {"none", "basic", "extended", "all"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *out = (ferry_opt_level)i;
+            return 1;
+        }
+    return 0;
+}
+
+static int usage(const char *msg, const char *arg)
+{
+    fprintf(stderr, "ferry optimize: %s%s%s\n(see ferry optimize --help)\n", msg, arg ? ": " : "",
+            arg ? arg : "");
+    return EXIT_USAGE;
+}
+
+static void print_summary(const char *out, const ferry_optimize_summary *s)
+{
+    printf("wrote %s\n", out);
+    printf("  file:       %lld -> %lld bytes (%.3fx)\n", (long long)s->in_file_bytes,
+           (long long)s->out_file_bytes,
+           s->in_file_bytes ? (double)s->out_file_bytes / (double)s->in_file_bytes : 0.0);
+    printf("  parameters: %lld -> %lld bytes\n", (long long)s->in_param_bytes, (long long)s->out_param_bytes);
+    printf("  nodes:      %lld -> %lld\n", (long long)s->in_nodes, (long long)s->out_nodes);
+    if (s->in_latency_ms > 0)
+        printf("  latency:    %.3f -> %.3f ms (median, ferry, %.3fx)\n", s->in_latency_ms,
+               s->out_latency_ms, s->out_latency_ms / s->in_latency_ms);
+    if (s->max_rel_error >= 0) printf("  max output difference: %.3g (relative)\n", s->max_rel_error);
+    if (s->agreement >= 0) printf("  top-1 agreement: %.2f%%\n", 100 * s->agreement);
+    if (s->in_accuracy >= 0)
+        printf("  accuracy:   %.2f%% -> %.2f%%\n", 100 * s->in_accuracy, 100 * s->out_accuracy);
+}
+
+int cmd_optimize(int argc, char **argv)
+{
+    ferry_optimize_options o;
+    ferry_optimize_options_init(&o);
+    o.progress = isatty(fileno(stderr));
+    const char *model = NULL, *out = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (cli_is_help(a)) {
+            help(stdout);
+            return EXIT_OK;
+        }
+#define NEED_VALUE()                                                                               \
+    if (!v) return usage("missing value after", a);                                                \
+    i++
+        if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            NEED_VALUE();
+            out = v;
+        } else if (!strcmp(a, "--level")) {
+            NEED_VALUE();
+            if (!parse_level(v, &o.level)) return usage("--level must be none, basic, extended or all", v);
+        } else if (!strcmp(a, "--fp16")) {
+            o.fp16 = 1;
+        } else if (!strcmp(a, "--keep-fp32")) {
+            NEED_VALUE();
+            o.keep_fp32 = v;
+        } else if (!strcmp(a, "--prune")) {
+            NEED_VALUE();
+            char *end;
+            o.prune = strtod(v, &end);
+            if (*end || !(o.prune > 0 && o.prune < 1)) return usage("--prune takes a sparsity between 0 and 1", v);
+        } else if (!strcmp(a, "--structured")) {
+            o.prune_structured = 1;
+        } else if (!strcmp(a, "--per-layer")) {
+            o.prune_per_layer = 1;
+        } else if (!strcmp(a, "--external-data")) {
+            o.external_data = 1;
+        } else if (!strcmp(a, "--report")) {
+            NEED_VALUE();
+            size_t n = strlen(v);
+            if (!(n > 3 && !strcmp(v + n - 3, ".md")) && !(n > 5 && !strcmp(v + n - 5, ".json")))
+                return usage("--report must name a .md or .json file", v);
+            o.report_path = v;
+        } else if (!strcmp(a, "--eval")) {
+            NEED_VALUE();
+            o.eval_data = v;
+        } else if (!strcmp(a, "--labels")) {
+            NEED_VALUE();
+            o.eval_labels = v;
+        } else if (!strcmp(a, "--eval-limit")) {
+            NEED_VALUE();
+            if ((o.eval_limit = cli_parse_int(v)) <= 0) return usage("--eval-limit takes a positive count", v);
+        } else if (!strcmp(a, "--bench-batch")) {
+            NEED_VALUE();
+            if ((o.bench_batch = cli_parse_int(v)) <= 0) return usage("--bench-batch takes a positive count", v);
+        } else if (!strcmp(a, "--bench-runs")) {
+            NEED_VALUE();
+            char *end;
+            long r = strtol(v, &end, 10);
+            if (*end || r < 0 || r > 100000) return usage("--bench-runs takes a count from 0", v);
+            o.bench_runs = (int)r;
+        /* int8 options: --int8 dynamic|static, --calibration, --calibrate ... go here */
+        } else if (a[0] == '-' && a[1]) {
+            return usage("unknown option", a);
+        } else if (!model) {
+            model = a;
+        } else {
+            return usage("more than one model given", a);
+        }
+#undef NEED_VALUE
+    }
+    if (!model) return usage("no model given", NULL);
+    if (!out) return usage("no output given (-o OUT)", NULL);
+    if ((o.prune_structured || o.prune_per_layer) && o.prune == 0)
+        return usage("--structured and --per-layer need --prune", NULL);
+    if (o.eval_labels && !o.eval_data) return usage("--labels needs --eval", NULL);
+    ferry_optimize_summary s;
+    ferry_status rc = ferry_optimize(model, out, &o, &s);
+    if (rc != FERRY_OK) return cli_fail("optimize", model, rc);
+    print_summary(out, &s);
+    if (o.report_path) printf("  report:     %s\n", o.report_path);
+    return EXIT_OK;
+}

@@ -1,0 +1,254 @@
+/* fp16.c — float16 conversion for `ferry optimize --fp16`: weights and compute in half
+ * precision where the op is safe in it, float32 kept at the graph's inputs and outputs and for
+ * numerically sensitive ops, with Cast nodes wherever the two meet (as onnxconverter_common's
+ * convert_float_to_float16 with keep_io_types does). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "optimize/graph_edit.h"
+#include "optimize/model_opt.h"
+
+/* Ops that compute in float16 when converted: linear algebra, elementwise arithmetic and
+ * activations, pooling and data movement. Anything else stays float32, which is what makes
+ * Softmax, LayerNormalization, Exp/Log/Pow, reductions and Resize the automatic keep list. */
+static const char *const half_ops[] = {
+    "Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu",
+    "LeakyRelu", "Sigmoid", "Tanh", "Clip", "HardSigmoid", "HardSwish", "MaxPool",
+    "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "Flatten",
+    "Reshape", "Transpose", "Concat", "Squeeze", "Unsqueeze", "Slice", "Gather", "Split", "Pad",
+    "Identity", "Dropout", "Neg", "Abs", "Max", "Min", "Sum", "Expand", "Tile", "PRelu",
+};
+/* ops whose float32 paths are sensitive: named in the report as kept on purpose */
+static const char *const sensitive_ops[] = {
+    "Softmax", "LogSoftmax", "LayerNormalization", "Exp", "Log", "Pow", "Resize", "ReduceMean",
+    "ReduceSum", "ReduceL2", "ReduceLogSumExp", "Sqrt", "Reciprocal", "InstanceNormalization",
+    "Erf", "Gelu", "Upsample",
+};
+
+static bool in_list(const char *s, const char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(s, list[i]) == 0) return true;
+    return false;
+}
+
+/* Whether `name` is an entry of the comma-separated list. */
+static bool in_csv(const char *csv, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = csv; p && *p;) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && strncmp(p, name, n) == 0) return true;
+        p = e ? e + 1 : NULL;
+    }
+    return false;
+}
+
+static ferry_dtype vtype(const fy_graph *g, int v)
+{
+    if (v < 0) return FERRY_DTYPE_UNDEFINED;
+    if (g->values[v].init) return g->values[v].init->dtype;
+    return g->values[v].type.dtype;
+}
+
+static ferry_status log_kept(fy_opt_log *log, const fy_node *n, const char *why)
+{
+    fy_kept_node *k = realloc(log->kept, sizeof *k * (log->n_kept + 1));
+    if (!k) return fy_error(FERRY_E_NOMEM, "out of memory");
+    log->kept = k;
+    k[log->n_kept] = (fy_kept_node){strdup(n->name), strdup(n->op_type), strdup(why)};
+    if (!k[log->n_kept].node || !k[log->n_kept].op || !k[log->n_kept].why)
+        return fy_error(FERRY_E_NOMEM, "out of memory");
+    log->n_kept++;
+    return FERRY_OK;
+}
+
+static ferry_status half_copy(const fy_value *t, fy_value **out)
+{
+    FY_CHECK(fy_tensor_new(FERRY_DTYPE_F16, t->rank, t->dims, out));
+    const float *s = t->data;
+    uint16_t *d = (*out)->data;
+    for (int64_t i = 0; i < t->count; i++) d[i] = fy_float_to_half(s[i]);
+    return FERRY_OK;
+}
+
+/* Add Cast(v → to) and return its output value in *out. */
+static ferry_status add_cast(fy_rewrite *rw, int v, ferry_dtype to, int opset, int *out, int *casts)
+{
+    fy_graph *g = rw->g;
+    char base[512];
+    snprintf(base, sizeof base, "%s_%s", g->values[v].name, to == FERRY_DTYPE_F16 ? "fp16" : "fp32");
+    FY_CHECK(fy_rw_add_value(rw, base, out));
+    fy_type_info *t = &g->values[*out].type, *src = &g->values[v].type;
+    t->kind = FERRY_VALUE_TENSOR;
+    t->dtype = to;
+    t->rank = src->rank;
+    for (int d = 0; d < src->rank && d < FERRY_MAX_RANK; d++) {
+        t->dims[d] = src->dims[d];
+        if (src->dim_names[d] && !(t->dim_names[d] = strdup(src->dim_names[d])))
+            return fy_error(FERRY_E_NOMEM, "out of memory");
+    }
+    char name[600];
+    snprintf(name, sizeof name, "Cast_%s", g->values[*out].name);
+    int idx;
+    FY_CHECK(fy_rw_add_node(rw, "", "Cast", opset, name, 1, &v, 1, out, &idx));
+    FY_CHECK(fy_node_attr_set_int(&rw->g->nodes[idx], "to", to));
+    (*casts)++;
+    return FERRY_OK;
+}
+
+static ferry_status convert(fy_rewrite *rw, const char *keep, fy_opt_log *log)
+{
+    fy_graph *g = rw->g;
+    int n0 = g->n_nodes, nv0 = g->n_values;
+    int opset = 13;
+    for (int i = 0; i < n0; i++)
+        if (!g->nodes[i].domain[0]) opset = g->nodes[i].opset;
+    if (opset < 6) opset = 6;
+    unsigned char *half = calloc(n0 + 1, 1), *captured = calloc(nv0 + 1, 1);
+    unsigned char *was_f32 = calloc(nv0 + 1, 1);
+    int *half_uses = calloc(nv0 + 1, sizeof(int)), *float_uses = calloc(nv0 + 1, sizeof(int));
+    int *to_half = malloc(sizeof(int) * (nv0 + 1)), *to_float = malloc(sizeof(int) * (nv0 + 1));
+    ferry_status rc = FERRY_OK;
+    if (!half || !captured || !was_f32 || !half_uses || !float_uses || !to_half || !to_float) {
+        rc = fy_error(FERRY_E_NOMEM, "out of memory");
+        goto out;
+    }
+    for (int v = 0; v < nv0; v++) {
+        was_f32[v] = vtype(g, v) == FERRY_DTYPE_F32;
+        to_half[v] = to_float[v] = -1;
+    }
+    for (int i = 0; i < n0; i++)
+        for (int j = 0; j < g->nodes[i].n_implicit; j++) captured[g->nodes[i].implicit[j]] = 1;
+
+    /* 1. which nodes compute in float16 */
+    for (int i = 0; i < n0 && rc == FERRY_OK; i++) {
+        const fy_node *n = &g->nodes[i];
+        bool has_f32 = false, unknown = false, capture = false;
+        for (int j = 0; j < n->n_inputs; j++) has_f32 |= n->inputs[j] >= 0 && was_f32[n->inputs[j]];
+        for (int j = 0; j < n->n_outputs; j++) {
+            int v = n->outputs[j];
+            if (v < 0) continue;
+            has_f32 |= was_f32[v];
+            unknown |= vtype(g, v) == FERRY_DTYPE_UNDEFINED;
+            capture |= captured[v] != 0;
+        }
+        if (!has_f32) continue;
+        bool ms = strcmp(n->domain, "com.microsoft") == 0;
+        bool known = (!n->domain[0] && in_list(n->op_type, half_ops, sizeof half_ops / sizeof *half_ops)) ||
+                     (ms && (strcmp(n->op_type, "FusedConv") == 0 || strcmp(n->op_type, "FusedGemm") == 0));
+        const char *why = NULL;
+        if (keep && (in_csv(keep, n->op_type) || in_csv(keep, n->name))) why = "--keep-fp32";
+        else if (in_list(n->op_type, sensitive_ops, sizeof sensitive_ops / sizeof *sensitive_ops))
+            why = "numerically sensitive (automatic list)";
+        else if (!known) why = "no float16 path for this op";
+        else if (fy_node_has_subgraphs(n) || capture) why = "feeds a subgraph";
+        else if (unknown) why = "output type unknown";
+        if (why) rc = log_kept(log, n, why);
+        else half[i] = 1;
+    }
+    if (rc != FERRY_OK) goto out;
+    for (int i = 0; i < n0; i++) {
+        const fy_node *n = &g->nodes[i];
+        for (int j = 0; j < n->n_inputs + n->n_implicit; j++) {
+            int v = j < n->n_inputs ? n->inputs[j] : n->implicit[j - n->n_inputs];
+            if (v < 0) continue;
+            if (half[i] && j < n->n_inputs) half_uses[v]++;
+            else float_uses[v]++;
+        }
+    }
+    for (int k = 0; k < g->n_outputs; k++) float_uses[g->outputs[k]]++;
+
+    /* 2. graph outputs computed in float16 get a Cast back under their own name */
+    for (int k = 0; k < g->n_outputs && rc == FERRY_OK; k++) {
+        int v = g->outputs[k], p = g->values[v].producer;
+        if (p < 0 || p >= n0 || !half[p] || !was_f32[v] || to_float[v] >= 0) continue;
+        int v16;
+        char base[512];
+        snprintf(base, sizeof base, "%s_fp16", g->values[v].name);
+        if ((rc = fy_rw_add_value(rw, base, &v16)) != FERRY_OK) break;
+        g->values[v16].type = (fy_type_info){.kind = FERRY_VALUE_TENSOR, .dtype = FERRY_DTYPE_F16, .rank = -1};
+        for (int i = 0; i < n0; i++) {
+            fy_node *n = &g->nodes[i];
+            for (int j = 0; j < n->n_outputs; j++)
+                if (n->outputs[j] == v) n->outputs[j] = v16;
+            for (int j = 0; half[i] && j < n->n_inputs; j++) /* float32 readers keep v */
+                if (n->inputs[j] == v) n->inputs[j] = v16;
+        }
+        int idx;
+        char name[600];
+        snprintf(name, sizeof name, "Cast_%s", g->values[v].name);
+        if ((rc = fy_rw_add_node(rw, "", "Cast", opset, name, 1, &v16, 1, &v, &idx)) != FERRY_OK) break;
+        if ((rc = fy_node_attr_set_int(&g->nodes[idx], "to", FERRY_DTYPE_F32)) != FERRY_OK) break;
+        log->n_casts++;
+        to_float[v] = v; /* marks it done */
+    }
+    /* 3. every edge between the two precisions */
+    for (int i = 0; i < n0 && rc == FERRY_OK; i++) {
+        for (int j = 0; j < g->nodes[i].n_inputs && rc == FERRY_OK; j++) {
+            int v = g->nodes[i].inputs[j];
+            if (v < 0 || v >= nv0 || !was_f32[v]) continue;
+            int p = g->values[v].producer;
+            bool v_half = p >= 0 && p < n0 && half[p];
+            if (half[i] && !v_half) {
+                fy_value_info *vi = &g->values[v];
+                bool is_input = false;
+                for (int k = 0; k < g->n_inputs; k++) is_input |= g->inputs[k] == v;
+                if (vi->init && !is_input && float_uses[v] == 0) { /* a weight only half nodes read */
+                    fy_value *h;
+                    if ((rc = half_copy(vi->init, &h)) != FERRY_OK) break;
+                    fy_value_unref(vi->init);
+                    vi->init = h;
+                    vi->type.dtype = FERRY_DTYPE_F16;
+                    was_f32[v] = 0;
+                    continue;
+                }
+                if (vi->init && !is_input) { /* shared with float32 readers: a half copy */
+                    if (to_half[v] < 0) {
+                        fy_value *h;
+                        char base[512];
+                        snprintf(base, sizeof base, "%s_fp16", vi->name);
+                        if ((rc = half_copy(vi->init, &h)) != FERRY_OK) break;
+                        if ((rc = fy_rw_add_init(rw, base, h, &to_half[v])) != FERRY_OK) break;
+                    }
+                } else if (to_half[v] < 0) {
+                    if ((rc = add_cast(rw, v, FERRY_DTYPE_F16, opset, &to_half[v], &log->n_casts)) != FERRY_OK) break;
+                }
+                g->nodes[i].inputs[j] = to_half[v];
+            } else if (!half[i] && v_half) {
+                if (to_float[v] < 0 &&
+                    (rc = add_cast(rw, v, FERRY_DTYPE_F32, opset, &to_float[v], &log->n_casts)) != FERRY_OK)
+                    break;
+                g->nodes[i].inputs[j] = to_float[v];
+            }
+        }
+    }
+    if (rc != FERRY_OK) goto out;
+    /* 4. what half nodes produce is float16 now */
+    for (int i = 0; i < n0; i++) {
+        if (!half[i]) continue;
+        log->n_half++;
+        const fy_node *n = &g->nodes[i];
+        for (int j = 0; j < n->n_outputs; j++) {
+            int v = n->outputs[j];
+            if (v >= 0 && v < nv0 && was_f32[v]) g->values[v].type.dtype = FERRY_DTYPE_F16;
+        }
+    }
+    rw->changes++;
+out:
+    free(half), free(captured), free(was_f32), free(half_uses), free(float_uses);
+    free(to_half), free(to_float);
+    return rc;
+}
+
+ferry_status fy_fp16_convert(struct ferry_model *m, const char *keep, fy_opt_log *log)
+{
+    fy_rewrite rw;
+    FY_CHECK(fy_rw_begin(&rw, m, m->graph));
+    ferry_status rc = convert(&rw, keep, log);
+    if (rc == FERRY_OK) rc = fy_rw_commit(&rw);
+    fy_rw_end(&rw);
+    return rc;
+}
