@@ -19,6 +19,9 @@ typedef enum ferry_opt_level {
     FERRY_OPT_ALL = 3,      /* + LayerNorm and GELU fusion */
 } ferry_opt_level;
 
+enum { FERRY_INT8_OFF = 0, FERRY_INT8_DYNAMIC = 1, FERRY_INT8_STATIC = 2 };
+enum { FERRY_CALIB_MINMAX = 0, FERRY_CALIB_PERCENTILE = 1, FERRY_CALIB_ENTROPY = 2 };
+
 typedef struct ferry_optimize_options {
     ferry_opt_level level;    /* default FERRY_OPT_EXTENDED */
 
@@ -36,7 +39,19 @@ typedef struct ferry_optimize_options {
     /* weights in a side file OUT.data (always for models over 2 GB) */
     int external_data;
 
-    /* ---- int8 quantization (fields added by the int8 quantizer go here) ---------------- */
+    /* ---- int8 quantization ------------------------------------------------------------- */
+    int int8;                 /* FERRY_INT8_OFF, FERRY_INT8_DYNAMIC or FERRY_INT8_STATIC */
+    const char *calibration;  /* static: calibration samples (.npy, first axis = samples;
+                               * uint8 is scaled to 0..1); dynamic: optional, for SQNR */
+    int64_t calib_limit;      /* calibration samples used; 0: 1000 */
+    int calibrate;            /* FERRY_CALIB_MINMAX, _PERCENTILE or _ENTROPY */
+    double percentile;        /* for FERRY_CALIB_PERCENTILE; 0: 99.99 */
+    int reduce_range;         /* 7-bit weights: -1 auto (when the CPU lacks VNNI), 0 off, 1 on */
+    int per_channel;          /* weights per output channel (default 1) */
+    const char *int8_keep_float; /* comma-separated layer (node) names kept in float32 */
+    /* accuracy-aware search: the most top-1 points (on eval_data/eval_labels) int8 may cost;
+     * layers are fallen back to float32, most harmful first, until it holds. < 0: off */
+    double accuracy_budget;
 
     /* ---- report ------------------------------------------------------------------------ */
     const char *report_path;  /* .md or .json; NULL: no report file */

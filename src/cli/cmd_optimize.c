@@ -15,7 +15,11 @@ static void help(FILE *f)
             "                      [--keep-fp32 OP,NAME,...] [--prune SPARSITY [--structured]\n"
             "                      [--per-layer]] [--external-data] [--report FILE.md|FILE.json]\n"
             "                      [--eval DATA.npy [--labels LABELS.npy] [--eval-limit N]]\n"
-            "                      [--bench-batch N] [--bench-runs N]\n\n"
+            "                      [--bench-batch N] [--bench-runs N]\n"
+            "                      [--int8 dynamic|static [--calibration DATA.npy]\n"
+            "                      [--calibrate minmax|percentile|entropy] [--reduce-range auto|on|off]\n"
+            "                      [--per-channel|--per-tensor] [--keep-float NAME,...]\n"
+            "                      [--accuracy-budget POINTS --eval DATA --labels LABELS]]\n\n"
             "Rewrites MODEL and writes OUT as a standard ONNX file (ONNX Runtime runs it too).\n"
             "  --level L        graph passes, as ONNX Runtime names them (default extended):\n"
             "                   basic: constant folding, Identity/Dropout removal, shape folding;\n"
@@ -35,7 +39,17 @@ static void help(FILE *f)
             "                   --labels L (.npy integers) also accuracy before/after\n"
             "  --bench-batch N  batch size of the latency comparison (default 1)\n"
             "  --bench-runs N   timed runs per model, alternating (default 20; 0: no timing)\n"
-            "  int8 quantization options are added here by the int8 quantizer.\n"
+            "  --int8 M         int8 weights: dynamic (MatMul/Gemm, activations quantized at run\n"
+            "                   time) or static (QDQ: Conv/Gemm/MatMul, activations calibrated)\n"
+            "  --calibration D  static: calibration samples (.npy like --eval; first 1000 used,\n"
+            "                   --calib-limit N to change)\n"
+            "  --calibrate C    activation ranges: minmax (default), percentile (99.99, see\n"
+            "                   --percentile P) or entropy (KL divergence, as TensorRT)\n"
+            "  --reduce-range R 7-bit weights: auto (default: on when the CPU lacks VNNI), on, off\n"
+            "  --per-tensor     one weight scale per tensor (default: per output channel)\n"
+            "  --keep-float L   layers (node names) kept in float32\n"
+            "  --accuracy-budget X  accuracy-aware search: fall back the most harmful layers to\n"
+            "                   float32 until top-1 on --eval/--labels drops at most X points\n"
             "Exit code 0 on success, 2 on bad usage or input, 3 on an internal error.\n");
 }
 
@@ -136,7 +150,48 @@ int cmd_optimize(int argc, char **argv)
             long r = strtol(v, &end, 10);
             if (*end || r < 0 || r > 100000) return usage("--bench-runs takes a count from 0", v);
             o.bench_runs = (int)r;
-        /* int8 options: --int8 dynamic|static, --calibration, --calibrate ... go here */
+        } else if (!strcmp(a, "--int8")) {
+            NEED_VALUE();
+            if (!strcmp(v, "dynamic")) o.int8 = FERRY_INT8_DYNAMIC;
+            else if (!strcmp(v, "static")) o.int8 = FERRY_INT8_STATIC;
+            else return usage("--int8 must be dynamic or static", v);
+        } else if (!strcmp(a, "--calibration")) {
+            NEED_VALUE();
+            o.calibration = v;
+        } else if (!strcmp(a, "--calib-limit")) {
+            NEED_VALUE();
+            if ((o.calib_limit = cli_parse_int(v)) <= 0) return usage("--calib-limit takes a positive count", v);
+        } else if (!strcmp(a, "--calibrate")) {
+            NEED_VALUE();
+            if (!strcmp(v, "minmax")) o.calibrate = FERRY_CALIB_MINMAX;
+            else if (!strcmp(v, "percentile")) o.calibrate = FERRY_CALIB_PERCENTILE;
+            else if (!strcmp(v, "entropy")) o.calibrate = FERRY_CALIB_ENTROPY;
+            else return usage("--calibrate must be minmax, percentile or entropy", v);
+        } else if (!strcmp(a, "--percentile")) {
+            NEED_VALUE();
+            char *end;
+            o.percentile = strtod(v, &end);
+            if (*end || !(o.percentile > 50 && o.percentile <= 100))
+                return usage("--percentile takes a value in (50, 100]", v);
+        } else if (!strcmp(a, "--reduce-range")) {
+            NEED_VALUE();
+            if (!strcmp(v, "auto")) o.reduce_range = -1;
+            else if (!strcmp(v, "on")) o.reduce_range = 1;
+            else if (!strcmp(v, "off")) o.reduce_range = 0;
+            else return usage("--reduce-range must be auto, on or off", v);
+        } else if (!strcmp(a, "--per-channel")) {
+            o.per_channel = 1;
+        } else if (!strcmp(a, "--per-tensor")) {
+            o.per_channel = 0;
+        } else if (!strcmp(a, "--keep-float")) {
+            NEED_VALUE();
+            o.int8_keep_float = v;
+        } else if (!strcmp(a, "--accuracy-budget")) {
+            NEED_VALUE();
+            char *end;
+            o.accuracy_budget = strtod(v, &end);
+            if (*end || !(o.accuracy_budget >= 0 && o.accuracy_budget <= 100))
+                return usage("--accuracy-budget takes points of accuracy from 0 to 100", v);
         } else if (a[0] == '-' && a[1]) {
             return usage("unknown option", a);
         } else if (!model) {
@@ -151,6 +206,13 @@ int cmd_optimize(int argc, char **argv)
     if ((o.prune_structured || o.prune_per_layer) && o.prune == 0)
         return usage("--structured and --per-layer need --prune", NULL);
     if (o.eval_labels && !o.eval_data) return usage("--labels needs --eval", NULL);
+    if (o.int8 == FERRY_INT8_STATIC && !o.calibration)
+        return usage("--int8 static needs --calibration DATA", NULL);
+    if (!o.int8 && (o.calibration || o.accuracy_budget >= 0 || o.int8_keep_float))
+        return usage("--calibration, --keep-float and --accuracy-budget need --int8", NULL);
+    if (o.accuracy_budget >= 0 && (!o.eval_data || !o.eval_labels))
+        return usage("--accuracy-budget needs --eval DATA and --labels LABELS", NULL);
+    if (o.int8 && o.fp16) return usage("--int8 and --fp16 do not combine", NULL);
     ferry_optimize_summary s;
     ferry_status rc = ferry_optimize(model, out, &o, &s);
     if (rc != FERRY_OK) return cli_fail("optimize", model, rc);

@@ -13,6 +13,7 @@
 #include "optimize/model_opt.h"
 #include "optimize/pass_impl.h"
 #include "optimize/passes.h"
+#include "optimize/quantize.h"
 
 void ferry_optimize_options_init(ferry_optimize_options *o)
 {
@@ -20,6 +21,9 @@ void ferry_optimize_options_init(ferry_optimize_options *o)
     o->level = FERRY_OPT_EXTENDED;
     o->bench_batch = 1;
     o->bench_runs = 20;
+    o->reduce_range = -1;
+    o->per_channel = 1;
+    o->accuracy_budget = -1;
 }
 
 static const char *level_name(ferry_opt_level l)
@@ -331,15 +335,29 @@ static ferry_status rewrite_and_write(const char *in_path, const char *out_path,
     s->in_file_bytes = file_size(in_path);
     for (int i = 0; i < m->n_maps; i++) s->in_file_bytes += (int64_t)m->maps[i].len;
     s->in_param_bytes = model_params(m->graph, &s->in_nodes);
-    ferry_status rc = optimize_level(m, o->level);
+    /* int8 quantizes standard Conv/Gemm/MatMul: the float fusions (FusedConv...) would hide them,
+     * and ferry re-fuses the QDQ graph into int8 kernels when it loads the file */
+    ferry_status rc = optimize_level(m, o->int8 && o->level > FERRY_OPT_BASIC ? FERRY_OPT_BASIC : o->level);
     if (rc == FERRY_OK && o->prune > 0)
         rc = fy_prune(m, o->prune, o->prune_structured != 0, o->prune_per_layer != 0, log);
     if (rc == FERRY_OK && o->fp16) rc = fy_fp16_convert(m, o->keep_fp32, log);
     /* int8 quantization runs here (after the float rewrites, before writing) */
+    if (rc == FERRY_OK && o->int8) {
+        log->int8 = calloc(1, sizeof *log->int8);
+        rc = log->int8 ? fy_int8_apply(m, in_path, o, log->int8)
+                       : fy_error(FERRY_E_NOMEM, "out of memory");
+    }
     char meta[1024];
     snprintf(meta, sizeof meta, "level=%s fp16=%d keep_fp32=%s prune=%g structured=%d per_layer=%d",
              level_name(o->level), o->fp16 ? 1 : 0, o->keep_fp32 ? o->keep_fp32 : "auto", o->prune,
              o->prune_structured ? 1 : 0, o->prune_per_layer ? 1 : 0);
+    if (o->int8 && log->int8) {
+        size_t len = strlen(meta);
+        const fy_quant_report *qr = &log->int8->rep;
+        snprintf(meta + len, sizeof meta - len, " int8=%s%s%s reduce_range=%d per_channel=%d",
+                 qr->dynamic ? "dynamic" : "static", qr->method ? " calibrate=" : "",
+                 qr->method ? qr->method : "", qr->reduce_range, qr->per_channel);
+    }
     const char *keys[] = {"ferry.optimize"}, *vals[] = {meta};
     fy_write_options wo = {.external_data = o->external_data, .n_meta = 1, .meta_keys = keys, .meta_values = vals};
     if (rc == FERRY_OK) {

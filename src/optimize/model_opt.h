@@ -29,6 +29,8 @@ typedef struct fy_opt_log {
     int n_half, n_casts; /* nodes computing in float16, Casts inserted */
     int n_kept;
     fy_kept_node *kept;  /* nodes left in float32 that had float32 data, and why */
+    /* int8 (quantize_search.c), NULL when off */
+    struct fy_int8_log *int8;
 } fy_opt_log;
 
 void fy_opt_log_free(fy_opt_log *log);

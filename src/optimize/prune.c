@@ -9,6 +9,7 @@
 
 #include "optimize/graph_edit.h"
 #include "optimize/model_opt.h"
+#include "optimize/quantize.h"
 
 typedef struct layer {
     int value;   /* the weight's value id */
@@ -214,6 +215,9 @@ ferry_status fy_prune(struct ferry_model *m, double sparsity, bool structured, b
 
 void fy_opt_log_free(fy_opt_log *log)
 {
+    if (log->int8) fy_int8_log_free(log->int8);
+    free(log->int8);
+    log->int8 = NULL;
     for (int i = 0; i < log->n_layers; i++) {
         free(log->layers[i].name);
         free(log->layers[i].node);

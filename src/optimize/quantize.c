@@ -592,7 +592,7 @@ static ferry_status fill_report(fy_quant_report *rep, const fy_graph *g, const q
         ql->op = strdup(g->nodes[L[i].node].op_type);
         if (!ql->node || !ql->op) return fy_error(FERRY_E_NOMEM, "out of memory");
         ql->quantized = !L[i].keep;
-        ql->why = L[i].keep ? "kept in float32 (listed to keep)" : NULL;
+        if (L[i].keep) snprintf(ql->why, sizeof ql->why, "kept in float32 (asked for)");
         ql->sqnr_db = NAN;
     }
     return FERRY_OK;

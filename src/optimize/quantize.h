@@ -5,6 +5,7 @@
 #define FY_OPTIMIZE_QUANTIZE_H
 
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "onnx/model.h"
 
@@ -34,7 +35,7 @@ typedef struct fy_quant_layer {
     char *node;       /* node name */
     char *op;         /* op type */
     int quantized;    /* 0: kept in float32 */
-    const char *why;  /* why it stayed in float (static string), NULL if quantized */
+    char why[160];    /* why it stayed in float32 ("" when quantized) */
     double sqnr_db;   /* SQNR of the layer output, int8 vs float (NaN: not measured) */
 } fy_quant_layer;
 
@@ -92,5 +93,38 @@ ferry_status fy_quant_calibrate(struct ferry_model *m, const fy_value *x, int64_
 
 /* SQNR in dB of b against the reference a: 10 log10(sum a^2 / sum (a-b)^2). */
 double fy_sqnr_db(const float *a, const float *b, int64_t n);
+
+/* ---- the int8 step of ferry optimize (quantize_search.c) --------------------------------- */
+
+struct ferry_optimize_options;
+
+/* One configuration the accuracy-aware search measured. */
+typedef struct fy_int8_trial {
+    char *kept;      /* comma-separated layers kept in float32 ("" = none) */
+    double accuracy; /* top-1 on the eval set, in [0, 1] */
+} fy_int8_trial;
+
+typedef struct fy_int8_log {
+    fy_quant_report rep;  /* the final quantization */
+    double budget;        /* accuracy budget in points; < 0: no search */
+    double float_acc;     /* float32 top-1 on the eval set (-1: not measured) */
+    double int8_acc;      /* final int8 top-1 (-1: not measured) */
+    int met;              /* the search met the budget */
+    int n_trials;
+    fy_int8_trial *trials;
+} fy_int8_log;
+
+void fy_int8_log_free(fy_int8_log *log);
+
+/* Quantize m (loaded from in_path, float passes at most BASIC) as o asks: calibration data,
+ * method, reduce_range, and the accuracy-aware search when o->accuracy_budget >= 0 (which
+ * re-reads in_path for each configuration it tries). log receives what happened. */
+ferry_status fy_int8_apply(struct ferry_model *m, const char *in_path,
+                           const struct ferry_optimize_options *o, fy_int8_log *log);
+
+/* The int8 section of the optimize report, Markdown. */
+void fy_int8_report_md(FILE *f, const fy_int8_log *log);
+/* ... and as a JSON object (a new reference; NULL when out of memory). */
+struct json_t *fy_int8_report_json(const fy_int8_log *log);
 
 #endif

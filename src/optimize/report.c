@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "optimize/model_opt.h"
+#include "optimize/quantize.h"
 
 static const char *level_str(ferry_opt_level l)
 {
@@ -100,6 +101,10 @@ static ferry_status write_json(FILE *f, const char *in, const char *out, const f
         json_object_set_new(h, "kept_fp32", kept);
         json_object_set_new(root, "fp16", h);
     }
+    if (log->int8) {
+        json_t *q = fy_int8_report_json(log->int8);
+        if (q) json_object_set_new(root, "int8", q);
+    }
     int bad = json_dumpf(root, f, JSON_INDENT(2)) != 0;
     json_decref(root);
     fputc('\n', f);
@@ -171,6 +176,7 @@ static ferry_status write_md(FILE *f, const char *in, const char *out, const fer
                 fprintf(f, "| %s | %s | %s |\n", log->kept[i].node, log->kept[i].op, log->kept[i].why);
         }
     }
+    if (log->int8) fy_int8_report_md(f, log->int8);
     return FERRY_OK;
 }
 
