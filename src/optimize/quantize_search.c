@@ -255,6 +255,7 @@ ferry_status fy_int8_apply(struct ferry_model *m, const char *in_path,
     if (o->accuracy_budget >= 0 && (o->prune > 0 || o->fp16))
         return fy_error(FERRY_E_UNSUPPORTED, "--accuracy-budget does not combine with --prune or --fp16");
     fy_value *calib = NULL, *x = NULL, *labels = NULL;
+    fy_quant_report all = {0}; /* keep[] may point at its layer names */
     ferry_status rc = FERRY_OK;
     int64_t limit = o->calib_limit > 0 ? o->calib_limit : DEFAULT_CALIB_LIMIT;
     if (o->calibration) rc = load_samples(m, o->calibration, limit, &calib);
@@ -282,7 +283,6 @@ ferry_status fy_int8_apply(struct ferry_model *m, const char *in_path,
     if (rc == FERRY_OK && list) n_keep = split_list(list, keep, cap);
     if (rc == FERRY_OK && o->accuracy_budget >= 0) {
         /* the layers and their SQNR with everything quantized rank ties in the search */
-        fy_quant_report all;
         ferry_model *probe;
         rc = ferry_model_load_flags(in_path, FERRY_LOAD_NO_OPTIMIZE, &probe);
         if (rc == FERRY_OK) {
@@ -291,10 +291,7 @@ ferry_status fy_int8_apply(struct ferry_model *m, const char *in_path,
             pc.keep_float = keep;
             rc = fy_quantize_model(probe, &pc, &all);
             ferry_model_free(probe);
-            if (rc == FERRY_OK) {
-                rc = search(in_path, &c, &all, x, labels, o, log, keep, &n_keep, why);
-                fy_quant_report_free(&all);
-            }
+            if (rc == FERRY_OK) rc = search(in_path, &c, &all, x, labels, o, log, keep, &n_keep, why);
         }
     }
     c.n_keep_float = n_keep;
@@ -307,6 +304,7 @@ ferry_status fy_int8_apply(struct ferry_model *m, const char *in_path,
             if (L->quantized) continue;
             if (why[i][0]) snprintf(L->why, sizeof L->why, "%s", why[i]);
         }
+    fy_quant_report_free(&all);
     free(keep);
     free(why);
     free(list);

@@ -481,8 +481,12 @@ static ferry_status i8c_run(fy_kernel *k)
             int64_t rows = nb * sp;
             size_t q_size = (size_t)(rows * m);
             void *qb = fy_dnnl_scratch(k, q_size);
-            float *mult = malloc(sizeof(float) * (size_t)m);
-            if (!mult || !qb) rc = fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
+            /* few channels make short vector loops: rows are requantized `rep` at a time, with
+             * the per-channel multipliers and biases repeated (the same arithmetic) */
+            int64_t rep = m >= 256 ? 1 : 256 / m, wm = rep * m;
+            float *mult = malloc(sizeof(float) * (size_t)wm);
+            int32_t *wbias = bias ? malloc(sizeof(int32_t) * (size_t)wm) : NULL;
+            if (!mult || !qb || (bias && !wbias)) rc = fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
             float fxs = ((const float *)xs->data)[0], fys = ((const float *)ys->data)[0];
             const float *wsd = ws->data;
             const int32_t *bd = bias ? bias->data : NULL;
@@ -490,6 +494,8 @@ static ferry_status i8c_run(fy_kernel *k)
             q_range(yt, &lo, &hi);
             for (int64_t c = 0; mult && c < m; c++)
                 mult[c] = fxs * wsd[ws->count == 1 ? 0 : c] / fys;
+            for (int64_t c = m; mult && c < wm; c++) mult[c] = mult[c % m];
+            for (int64_t c = 0; wbias && c < wm; c++) wbias[c] = bd[c % m];
             if (rc == FERRY_OK) {
                 /* requantize channels last (contiguous), then reorder to channels first */
                 int u8 = yt == FERRY_DTYPE_U8, fast = all_finite(mult, m);
@@ -498,8 +504,11 @@ static ferry_status i8c_run(fy_kernel *k)
                 for (int64_t t = 0; t < nchunk; t++) {
                     int64_t r0 = rows * t / nchunk, r1 = rows * (t + 1) / nchunk;
                     if (fast) {
-                        requant_rows(acc + r0 * m, r1 - r0, m, bd, mult, yz, lo, hi, u8,
+                        int64_t groups = (r1 - r0) / rep, rest = r0 + groups * rep;
+                        requant_rows(acc + r0 * m, groups, wm, wbias, mult, yz, lo, hi, u8,
                                      (uint8_t *)qb + r0 * m);
+                        requant_rows(acc + rest * m, r1 - rest, m, bd, mult, yz, lo, hi, u8,
+                                     (uint8_t *)qb + rest * m);
                         continue;
                     }
                     for (int64_t r = r0; r < r1; r++)
@@ -518,6 +527,7 @@ static ferry_status i8c_run(fy_kernel *k)
                 rc = fy_dnnl_reorder(&q_md, qb, &y_md, y->data);
             }
             free(mult);
+            free(wbias);
             fy_dnnl_scratch_free(k, qb, q_size);
         }
     }
@@ -776,3 +786,78 @@ static ferry_status i8m_run(fy_kernel *k)
 }
 ferry_status fy_dnnl_QLinearMatMul_run(fy_kernel *k) { return i8m_run(k); }
 ferry_status fy_dnnl_MatMulInteger_run(fy_kernel *k) { return i8m_run(k); }
+
+/* ---- int8 max pooling -------------------------------------------------------------------- */
+
+static bool ints_attr_all(const fy_node *n, const char *name, int64_t want, int64_t count)
+{
+    const fy_attr *a = fy_node_attr(n, name);
+    if (!a) return true;
+    if (a->type != FY_ATTR_INTS || (count >= 0 && a->n != count)) return false;
+    for (int64_t i = 0; i < a->n; i++)
+        if (a->ints[i] != want) return false;
+    return true;
+}
+
+/* MaxPool of a plain 4-D uint8/int8 tensor (int8 models keep pooling in int8 between two
+ * QLinearConvs) without padding or dilation: max is exact in any type, so this is the
+ * reference's result, computed a row of outputs at a time over channels in parallel. Returns
+ * 1 when it ran (with *rc set), 0 when the node is not such a pooling. */
+int fy_dnnl_maxpool_q8(fy_kernel *k, const fy_value *x, ferry_status *rc)
+{
+    const fy_node *n = k->node;
+    if (!x || x->kind != FERRY_VALUE_TENSOR || x->layout || x->rank != 4 || x->count == 0 ||
+        (x->dtype != FERRY_DTYPE_U8 && x->dtype != FERRY_DTYPE_I8) || k->n_outputs != 1)
+        return 0;
+    const fy_attr *ks = fy_node_attr(n, "kernel_shape"), *st = fy_node_attr(n, "strides");
+    const fy_attr *ap = fy_node_attr(n, "auto_pad");
+    if (!ks || ks->type != FY_ATTR_INTS || ks->n != 2 || (st && (st->type != FY_ATTR_INTS || st->n != 2)))
+        return 0;
+    if (ap && !(ap->type == FY_ATTR_STRING && (!strcmp(ap->s, "NOTSET") || !strcmp(ap->s, "VALID"))))
+        return 0;
+    if (!ints_attr_all(n, "pads", 0, 4) || !ints_attr_all(n, "dilations", 1, 2) ||
+        fy_dnnl_attr_int(n, "ceil_mode", 0) != 0 || fy_dnnl_attr_int(n, "storage_order", 0) != 0)
+        return 0;
+    int64_t kh = ks->ints[0], kw = ks->ints[1], sh = st ? st->ints[0] : 1, sw = st ? st->ints[1] : 1;
+    int64_t nb = x->dims[0], c = x->dims[1], ih = x->dims[2], iw = x->dims[3];
+    if (kh < 1 || kw < 1 || sh < 1 || sw < 1 || kh > ih || kw > iw) return 0;
+    int64_t oh = (ih - kh) / sh + 1, ow = (iw - kw) / sw + 1;
+    int64_t yd[4] = {nb, c, oh, ow};
+    fy_value *y;
+    *rc = fy_output(k, 0, x->dtype, 4, yd, &y);
+    if (*rc != FERRY_OK) return 1;
+    int s8 = x->dtype == FERRY_DTYPE_I8;
+    int64_t planes = nb * c;
+#pragma omp parallel for schedule(static) if (planes * oh * ow > 32768)
+    for (int64_t p = 0; p < planes; p++) {
+        const uint8_t *xp = (const uint8_t *)x->data + p * ih * iw;
+        uint8_t *yp = (uint8_t *)y->data + p * oh * ow;
+        for (int64_t r = 0; r < oh; r++) {
+            uint8_t *yr = yp + r * ow;
+            /* int8 compares as uint8 after flipping the sign bit */
+            uint8_t flip = s8 ? 0x80 : 0;
+            for (int64_t o = 0; o < ow; o++) yr[o] = 0;
+            for (int64_t i = 0; i < kh; i++) {
+                const uint8_t *xr = xp + (r * sh + i) * iw;
+                if (kw == 2 && sw == 2) { /* the common 2x2/2: both columns from one 16-bit load */
+                    for (int64_t o = 0; o < ow; o++) {
+                        uint16_t pair;
+                        memcpy(&pair, xr + 2 * o, 2);
+                        uint8_t a = (uint8_t)((pair & 0xff) ^ flip), b = (uint8_t)((pair >> 8) ^ flip);
+                        uint8_t m = a > b ? a : b;
+                        yr[o] = m > yr[o] ? m : yr[o];
+                    }
+                    continue;
+                }
+                for (int64_t j = 0; j < kw; j++)
+                    for (int64_t o = 0; o < ow; o++) {
+                        uint8_t v = (uint8_t)(xr[o * sw + j] ^ flip);
+                        yr[o] = v > yr[o] ? v : yr[o];
+                    }
+            }
+            if (flip)
+                for (int64_t o = 0; o < ow; o++) yr[o] ^= flip;
+        }
+    }
+    return 1;
+}

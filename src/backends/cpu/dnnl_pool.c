@@ -150,6 +150,8 @@ static ferry_status pool_run(fy_kernel *k)
 {
     pool_state *st = k->state;
     const fy_value *x = k->n_inputs > 0 ? k->inputs[0] : NULL;
+    ferry_status q8rc;
+    if (strcmp(k->node->op_type, "MaxPool") == 0 && fy_dnnl_maxpool_q8(k, x, &q8rc)) return q8rc;
     if (!st || !x || x->kind != FERRY_VALUE_TENSOR || x->dtype != FERRY_DTYPE_F32 || x->rank < 3 ||
         x->rank > 2 + POOL_MAX_SP || x->count == 0)
         return fy_dnnl_run_reference(k);

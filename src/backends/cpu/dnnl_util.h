@@ -137,5 +137,8 @@ bool fy_dnnl_activation_known(const char *act);
 
 /* Run the node's reference kernel on k, converting any blocked inputs to plain first. */
 ferry_status fy_dnnl_run_reference(fy_kernel *k);
+/* dnnl_int8.c: MaxPool of a plain 4-D int8/uint8 tensor without padding (1 when it ran, *rc
+ * set; 0 when the node is not one). */
+int fy_dnnl_maxpool_q8(fy_kernel *k, const fy_value *x, ferry_status *rc);
 
 #endif
