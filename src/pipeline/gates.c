@@ -127,6 +127,8 @@ ferry_status fy_gate_parse(const char *expr, fy_gate *g)
     else if (p[0] == '<' && p[1] == '=') g->op = FY_GATE_LE, p += 2;
     else if (p[0] == '>') g->op = FY_GATE_GT, p += 1;
     else if (p[0] == '<') g->op = FY_GATE_LT, p += 1;
+    else if (p[0] == '=' && (p[1] == '>' || p[1] == '<'))
+        return parse_error(t, (size_t)(p - t), p[1] == '>' ? "write \">=\", not \"=>\"" : "write \"<=\", not \"=<\"");
     else if (p[0] == '=' || p[0] == '!')
         return parse_error(t, (size_t)(p - t), "only >=, <=, > and < compare (equality of measured numbers is not a useful gate)");
     else
