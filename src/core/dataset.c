@@ -142,9 +142,11 @@ static ferry_status parse_idx(const unsigned char *p, size_t n, const char *name
     size_t esize = ferry_dtype_size(dt), body = n - 4 - 4 * (size_t)rank;
     if (count < 0 || (uint64_t)count > body / esize) {
         char sbuf[128];
-        return fy_error(FERRY_E_PARSE, "%s: IDX data is truncated: shape %s needs %lld bytes, the file has %zu",
-                        name, fy_shape_str(rank, dims, sbuf, sizeof sbuf),
-                        (long long)(count < 0 ? -1 : count * (int64_t)esize), body);
+        /* in floating point: the claimed size may overflow 64 bits */
+        double need = 1;
+        for (int i = 0; i < rank; i++) need *= (double)dims[i];
+        return fy_error(FERRY_E_PARSE, "%s: IDX data is truncated: shape %s needs %.0f bytes, the file has %zu",
+                        name, fy_shape_str(rank, dims, sbuf, sizeof sbuf), need * (double)esize, body);
     }
     if (body != (size_t)count * esize)
         return fy_error(FERRY_E_PARSE, "%s: %zu bytes of trailing data after the IDX tensor", name,

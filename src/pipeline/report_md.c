@@ -29,6 +29,16 @@ static int metric_shown(const ferry_validation *v, int id)
     return 0;
 }
 
+/* Text inside a table cell: a '|' would end the cell, a newline the row. */
+static void cell_text(FILE *f, const char *s)
+{
+    for (; s && *s; s++) {
+        if (*s == '|') fputs("\\|", f);
+        else if (*s == '\n' || *s == '\r') fputc(' ', f);
+        else fputc(*s, f);
+    }
+}
+
 static const char *base_name(const char *p)
 {
     const char *s = strrchr(p, '/');
@@ -95,19 +105,27 @@ ferry_status fy_report_markdown(const ferry_validation *v, FILE *f)
         fprintf(f, "| Class | Precision | Recall | F1 | Support |%s\n", v->have_base ? " F1 baseline |" : "");
         fprintf(f, "|---|---:|---:|---:|---:|%s\n", v->have_base ? "---:|" : "");
         for (int64_t j = 0; j < v->cand.width; j++) {
-            fprintf(f, "| %s | %.4f | %.4f | %.4f | %lld |", v->class_names[j], v->cand.precision[j],
-                    v->cand.recall[j], v->cand.f1[j], (long long)v->cand.support[j]);
+            fprintf(f, "| ");
+            cell_text(f, v->class_names[j]);
+            fprintf(f, " | %.4f | %.4f | %.4f | %lld |", v->cand.precision[j], v->cand.recall[j],
+                    v->cand.f1[j], (long long)v->cand.support[j]);
             if (v->have_base) fprintf(f, " %.4f |", v->base.f1[j]);
             fprintf(f, "\n");
         }
         fprintf(f, "\n</details>\n\n<details><summary>Confusion matrix (rows: true class, columns: "
                    "predicted)</summary>\n\n|  |");
-        for (int64_t j = 0; j < v->cand.width; j++) fprintf(f, " %s |", v->class_names[j]);
+        for (int64_t j = 0; j < v->cand.width; j++) {
+            fputc(' ', f);
+            cell_text(f, v->class_names[j]);
+            fputs(" |", f);
+        }
         fprintf(f, "\n|---|");
         for (int64_t j = 0; j < v->cand.width; j++) fprintf(f, "---:|");
         fprintf(f, "\n");
         for (int64_t i = 0; i < v->cand.width; i++) {
-            fprintf(f, "| **%s** |", v->class_names[i]);
+            fprintf(f, "| **");
+            cell_text(f, v->class_names[i]);
+            fprintf(f, "** |");
             for (int64_t j = 0; j < v->cand.width; j++) {
                 long long c = (long long)v->cand.confusion[i * v->cand.width + j];
                 fprintf(f, i == j ? " **%lld** |" : " %lld |", c);

@@ -234,6 +234,11 @@ static void rejects_malformed_files(void **state)
     for (size_t cut = 0; cut < zn; cut += 7)
         assert_int_not_equal(ferry_dataset_parse(npz, cut, "c.npz", NULL, &x, NULL), FERRY_OK);
     assert_int_equal(ferry_dataset_load("/nonexistent/x.npy", NULL, &x, NULL), FERRY_E_IO);
+    /* found by fuzz_dataset: an IDX header whose claimed size overflows 64 bits in the message */
+    static const unsigned char overflow[] = {0, 0, 0x0b, 4, 0, 0, 0, 0x15, 0x26, 0x20, 1, 0, 0, 0, 0xfe, 0,
+                                             0, 0, 0x15, 0x26, 0x20, 1, 0, 0, 0, 0xfe, 0xff, 0xff, 0x97, 0,
+                                             0, 0, 0, 0xff, 0xff, 0x97, 0, 0, 0, 0};
+    assert_int_equal(ferry_dataset_parse(overflow, sizeof overflow, "f.bin", NULL, &x, NULL), FERRY_E_PARSE);
 }
 
 int main(void)
