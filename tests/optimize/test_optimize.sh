@@ -110,6 +110,10 @@ if [ "$MODE" = cli ]; then
     check "external: data file" test -s "$WORK/cnn-external.onnx.data"
     check "external: model file small" test "$(stat -c %s "$WORK/cnn-external.onnx")" -lt 20000
     check "external: runs" "$FERRY" run "$WORK/cnn-external.onnx" --input "$WORK/x4d.npy"
+    check "eval on IDX files directly" bash -c "'$FERRY' optimize '$MODELS/mlp.onnx' -o '$WORK/idx.onnx' --bench-runs 0 \
+        --eval $DATA/t10k-images-idx3-ubyte.gz --labels $DATA/t10k-labels-idx1-ubyte.gz --eval-limit 300 \
+        --report '$WORK/idx.json' >/dev/null && node -e 'const r=require(\"$WORK/idx.json\");
+        process.exit(r.accuracy.accuracy_before > 0.8 && r.accuracy.top1_agreement == 1 ? 0 : 1)'"
     check "markdown report" bash -c "'$FERRY' optimize '$MODELS/mlp.onnx' -o '$WORK/md.onnx' --fp16 --bench-runs 2 \
         --report '$WORK/r.md' >/dev/null && grep -q '| file bytes |' '$WORK/r.md' && grep -q 'latency' '$WORK/r.md'"
 fi
