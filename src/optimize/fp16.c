@@ -70,7 +70,9 @@ static ferry_status half_copy(const fy_value *t, fy_value **out)
     FY_CHECK(fy_tensor_new(FERRY_DTYPE_F16, t->rank, t->dims, out));
     const float *s = t->data;
     uint16_t *d = (*out)->data;
-    for (int64_t i = 0; i < t->count; i++) d[i] = fy_float_to_half(s[i]);
+    /* beyond float16's range a weight would become infinity: saturate, as converters do */
+    for (int64_t i = 0; i < t->count; i++)
+        d[i] = fy_float_to_half(s[i] > 65504.0f ? 65504.0f : s[i] < -65504.0f ? -65504.0f : s[i]);
     return FERRY_OK;
 }
 
