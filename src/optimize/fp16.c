@@ -50,7 +50,9 @@ static ferry_dtype vtype(const fy_graph *g, int v)
 {
     if (v < 0) return FERRY_DTYPE_UNDEFINED;
     if (g->values[v].init) return g->values[v].init->dtype;
-    return g->values[v].type.dtype;
+    const fy_type_info *t = &g->values[v].type;
+    if (t->kind && t->kind != FERRY_VALUE_TENSOR) return FERRY_DTYPE_UNDEFINED; /* sequences stay */
+    return t->dtype;
 }
 
 static ferry_status log_kept(fy_opt_log *log, const fy_node *n, const char *why)
@@ -129,7 +131,11 @@ static ferry_status convert(fy_rewrite *rw, const char *keep, fy_opt_log *log)
     for (int i = 0; i < n0 && rc == FERRY_OK; i++) {
         const fy_node *n = &g->nodes[i];
         bool has_f32 = false, unknown = false, capture = false;
-        for (int j = 0; j < n->n_inputs; j++) has_f32 |= n->inputs[j] >= 0 && was_f32[n->inputs[j]];
+        for (int j = 0; j < n->n_inputs; j++) {
+            has_f32 |= n->inputs[j] >= 0 && was_f32[n->inputs[j]];
+            /* an input of unknown type may be float32 at run time, which no Cast would meet */
+            unknown |= n->inputs[j] >= 0 && vtype(g, n->inputs[j]) == FERRY_DTYPE_UNDEFINED;
+        }
         for (int j = 0; j < n->n_outputs; j++) {
             int v = n->outputs[j];
             if (v < 0) continue;
@@ -147,7 +153,7 @@ static ferry_status convert(fy_rewrite *rw, const char *keep, fy_opt_log *log)
             why = "numerically sensitive (automatic list)";
         else if (!known) why = "no float16 path for this op";
         else if (fy_node_has_subgraphs(n) || capture) why = "feeds a subgraph";
-        else if (unknown) why = "output type unknown";
+        else if (unknown) why = "input or output type unknown";
         if (why) rc = log_kept(log, n, why);
         else half[i] = 1;
     }
