@@ -492,7 +492,8 @@ ferry_status fy_onnx_write(const struct ferry_model *m, const char *path, const 
         return fy_error(FERRY_E_INVALID_ARG, "a model and an output path are required");
     writer w = {.orig = m->proto};
     w.external = o && o->external_data;
-    if (!w.external && weight_bytes(m->graph) > FY_INLINE_WEIGHTS_MAX) w.external = 1;
+    int64_t inline_max = o && o->inline_max > 0 ? o->inline_max : FY_INLINE_WEIGHTS_MAX;
+    if (!w.external && weight_bytes(m->graph) > inline_max) w.external = 1;
     w.external_min = o && o->external_min ? o->external_min : 1024;
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;

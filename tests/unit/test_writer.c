@@ -445,6 +445,33 @@ static void test_external_data(void **state)
     ferry_model_free(b);
 }
 
+/* Weights too big for one protobuf message go outside without being asked (the limit is
+ * lowered here so a small model shows it). */
+static void test_external_data_automatic(void **state)
+{
+    (void)state;
+    char src[1024], out[1024], data[1100];
+    snprintf(src, sizeof src, "%s/examples/fashion-mnist/mlp.onnx", FERRY_SOURCE_DIR);
+    ferry_model *m, *b;
+    assert_int_equal(ferry_model_load_flags(src, FERRY_LOAD_NO_OPTIMIZE, &m), FERRY_OK);
+    snprintf(out, sizeof out, "%s/auto.onnx", tmpdir);
+    snprintf(data, sizeof data, "%s.data", out);
+    fy_write_options o = {.inline_max = 100000};
+    assert_int_equal(fy_onnx_write(m, out, &o), FERRY_OK);
+    assert_int_equal(access(data, R_OK), 0);
+    assert_int_equal(ferry_model_load_flags(out, FERRY_LOAD_NO_OPTIMIZE, &b), FERRY_OK);
+    char why[512] = "";
+    assert_true(same_graph(m->graph, b->graph, why, sizeof why));
+    ferry_model_free(b);
+    /* under the limit: everything inline */
+    snprintf(out, sizeof out, "%s/inline.onnx", tmpdir);
+    snprintf(data, sizeof data, "%s.data", out);
+    o.inline_max = 1000000;
+    assert_int_equal(fy_onnx_write(m, out, &o), FERRY_OK);
+    assert_int_not_equal(access(data, R_OK), 0);
+    ferry_model_free(m);
+}
+
 /* Model-level fields: producer ferry, metadata added and kept, opsets kept. */
 static void test_metadata(void **state)
 {
@@ -569,6 +596,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fashion_mnist_round_trip),
         cmocka_unit_test(test_external_data),
+        cmocka_unit_test(test_external_data_automatic),
         cmocka_unit_test(test_metadata),
         cmocka_unit_test(test_write_error),
         cmocka_unit_test(test_node_suite_round_trip),
