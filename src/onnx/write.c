@@ -300,6 +300,14 @@ static Onnx__AttributeProto *attr_proto(writer *w, const fy_attr *a)
 
 static Onnx__NodeProto *node_proto(writer *w, const fy_graph *g, const fy_node *n)
 {
+    if (strcmp(n->domain, "ai.ferry") == 0) { /* load-time rewrites no other runtime knows */
+        w->rc = fy_error(FERRY_E_UNSUPPORTED,
+                         "node \"%s\" (ai.ferry:%s) exists only inside ferry; write a model "
+                         "loaded with FERRY_LOAD_NO_OPTIMIZE",
+                         n->name, n->op_type);
+        w->failed = 1;
+        return NULL;
+    }
     NEWMSG(w, Onnx__NodeProto, ONNX__NODE_PROTO__INIT, np);
     np->name = wstr(w, n->name);
     np->op_type = wstr(w, n->op_type);

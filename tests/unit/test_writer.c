@@ -511,6 +511,16 @@ static void test_write_error(void **state)
     assert_non_null(strstr(ferry_last_error(), "/nonexistent-dir/x.onnx"));
     assert_int_equal(ferry_model_save(m, "", 0), FERRY_E_INVALID_ARG);
     ferry_model_free(m);
+    /* ops only ferry runs are never written */
+    assert_int_equal(ferry_model_load_flags(src, FERRY_LOAD_NO_OPTIMIZE, &m), FERRY_OK);
+    free(m->graph->nodes[0].domain);
+    m->graph->nodes[0].domain = strdup("ai.ferry");
+    char out[1024];
+    snprintf(out, sizeof out, "%s/ferry-only.onnx", tmpdir);
+    assert_int_equal(ferry_model_save(m, out, 0), FERRY_E_UNSUPPORTED);
+    assert_non_null(strstr(ferry_last_error(), "only inside ferry"));
+    assert_int_not_equal(access(out, F_OK), 0);
+    ferry_model_free(m);
 }
 
 /* The PyTorch exports of tests/models (control flow, RNNs, transformer, opsets 9-17): the file
