@@ -260,3 +260,83 @@ ferry_status fy_fp16_convert(struct ferry_model *m, const char *keep, fy_opt_log
     fy_rw_end(&rw);
     return rc;
 }
+
+/* ---- float16 models on a CPU without float16 arithmetic ----------------------------------
+ * ferry's float16 kernels convert to float32 inside every node, which makes a float16 model
+ * several times slower than its float32 original. At load, a graph whose float16 values live
+ * only between Casts and ops of the list above is therefore computed in float32: weights are
+ * widened once, the Casts become no-ops and are removed. Results can only get closer to the
+ * float32 original (no float16 rounding between nodes); the file keeps its float16 weights. */
+
+static bool liftable_node(const fy_node *n)
+{
+    if (fy_node_has_subgraphs(n)) return false;
+    if (!n->domain[0]) return strcmp(n->op_type, "Cast") == 0 || in_list(n->op_type, half_ops, sizeof half_ops / sizeof *half_ops);
+    return strcmp(n->domain, "com.microsoft") == 0 &&
+           (strcmp(n->op_type, "FusedConv") == 0 || strcmp(n->op_type, "FusedGemm") == 0);
+}
+
+static bool is_cast_to(const fy_node *n, ferry_dtype to)
+{
+    const fy_attr *a = fy_node_attr(n, "to");
+    return !n->domain[0] && strcmp(n->op_type, "Cast") == 0 && a && a->type == FY_ATTR_INT && a->i == to;
+}
+
+static ferry_status lift(fy_rewrite *rw, bool *changed)
+{
+    fy_graph *g = rw->g;
+    *changed = false;
+    bool any = false;
+    for (int v = 0; v < g->n_values; v++) {
+        if (vtype(g, v) != FERRY_DTYPE_F16) continue;
+        any = true;
+        if (fy_rw_is_output(rw, v)) return FERRY_OK;
+        for (int k = 0; k < g->n_inputs; k++)
+            if (g->inputs[k] == v) return FERRY_OK;
+        int p = g->values[v].producer;
+        if (p >= 0 && !liftable_node(&g->nodes[p])) return FERRY_OK;
+        for (int u = rw->use_start[v]; u < rw->use_start[v + 1]; u++)
+            if (rw->uses[u].slot < 0 || !liftable_node(&g->nodes[rw->uses[u].node])) return FERRY_OK;
+    }
+    for (int i = 0; i < g->n_nodes; i++) /* a Cast to float16 of anything but float32 stays */
+        if (is_cast_to(&g->nodes[i], FERRY_DTYPE_F16) && vtype(g, g->nodes[i].inputs[0]) != FERRY_DTYPE_F32)
+            return FERRY_OK;
+    if (!any) return FERRY_OK;
+    for (int v = 0; v < g->n_values; v++) {
+        fy_value_info *vi = &g->values[v];
+        if (vtype(g, v) != FERRY_DTYPE_F16) continue;
+        if (vi->init) {
+            fy_value *f;
+            FY_CHECK(fy_tensor_new(FERRY_DTYPE_F32, vi->init->rank, vi->init->dims, &f));
+            const uint16_t *s = vi->init->data;
+            for (int64_t k = 0; k < f->count; k++) ((float *)f->data)[k] = fy_half_to_float(s[k]);
+            fy_value_unref(vi->init);
+            vi->init = f;
+        }
+        vi->type.dtype = FERRY_DTYPE_F32;
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        fy_node *n = &g->nodes[i];
+        if (is_cast_to(n, FERRY_DTYPE_F16)) FY_CHECK(fy_node_attr_set_int(n, "to", FERRY_DTYPE_F32));
+        /* a float32 → float32 Cast is a copy: its readers take its input */
+        if (is_cast_to(n, FERRY_DTYPE_F32) && n->n_inputs == 1 && n->n_outputs == 1 && n->outputs[0] >= 0 &&
+            vtype(g, n->inputs[0]) == FERRY_DTYPE_F32 && !fy_rw_is_output(rw, n->outputs[0])) {
+            fy_rw_replace_uses(rw, n->outputs[0], n->inputs[0]);
+            fy_rw_kill(rw, i);
+        }
+    }
+    rw->changes++;
+    *changed = true;
+    return FERRY_OK;
+}
+
+ferry_status fy_fp16_lift(struct ferry_model *m)
+{
+    fy_rewrite rw;
+    FY_CHECK(fy_rw_begin(&rw, m, m->graph));
+    bool changed = false;
+    ferry_status rc = lift(&rw, &changed);
+    if (rc == FERRY_OK && changed) rc = fy_rw_commit(&rw);
+    fy_rw_end(&rw);
+    return rc;
+}

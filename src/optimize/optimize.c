@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ops/infer.h"
+#include "optimize/model_opt.h"
 #include "optimize/pass_impl.h"
 
 /* Folding rounds are bounded: each round that changes something removes nodes, so this only
@@ -123,5 +124,7 @@ static ferry_status optimize_graph(struct ferry_model *m, fy_graph *g, fy_opt_le
 ferry_status fy_optimize_model(struct ferry_model *m, fy_opt_level level)
 {
     if (level <= FY_OPT_NONE || !m || !m->graph) return FERRY_OK;
+    /* loading only: float16 models compute in float32 here (fp16.c says when and why) */
+    if (level >= FY_OPT_RUNTIME) FY_CHECK(fy_fp16_lift(m));
     return optimize_graph(m, m->graph, level, true);
 }
