@@ -472,6 +472,58 @@ static void test_external_data_automatic(void **state)
     ferry_model_free(m);
 }
 
+/* An fp16 model keeps float16 weights in its file; loaded by ferry it computes in float32
+ * (no float16 value left, Casts dropped) with outputs close to the float32 original. */
+static void test_fp16_lifted_at_load(void **state)
+{
+    (void)state;
+    char src[1024], out[1024];
+    snprintf(src, sizeof src, "%s/examples/fashion-mnist/cnn.onnx", FERRY_SOURCE_DIR);
+    ferry_model *m, *h, *orig;
+    assert_int_equal(ferry_model_load_flags(src, FERRY_LOAD_NO_OPTIMIZE, &m), FERRY_OK);
+    fy_opt_log log = {0};
+    assert_int_equal(fy_fp16_convert(m, NULL, &log), FERRY_OK);
+    assert_true(log.n_half >= 5);
+    fy_opt_log_free(&log);
+    snprintf(out, sizeof out, "%s/half.onnx", tmpdir);
+    assert_int_equal(fy_onnx_write(m, out, NULL), FERRY_OK);
+    ferry_model_free(m);
+    /* as written: float16 weights */
+    assert_int_equal(ferry_model_load_flags(out, FERRY_LOAD_NO_OPTIMIZE, &h), FERRY_OK);
+    int half_inits = 0;
+    for (int v = 0; v < h->graph->n_values; v++)
+        half_inits += h->graph->values[v].init && h->graph->values[v].init->dtype == FERRY_DTYPE_F16;
+    assert_true(half_inits >= 6);
+    ferry_model_free(h);
+    /* as run: float32 throughout, one Cast left (the output's) */
+    assert_int_equal(ferry_model_load(out, &h), FERRY_OK);
+    int casts = 0;
+    for (int v = 0; v < h->graph->n_values; v++) {
+        assert_int_not_equal(h->graph->values[v].type.dtype, FERRY_DTYPE_F16);
+        assert_true(!h->graph->values[v].init || h->graph->values[v].init->dtype != FERRY_DTYPE_F16);
+    }
+    for (int i = 0; i < h->graph->n_nodes; i++) casts += strcmp(h->graph->nodes[i].op_type, "Cast") == 0;
+    assert_true(casts <= 1);
+    assert_int_equal(ferry_model_load(src, &orig), FERRY_OK);
+    int64_t dims[4] = {2, 1, 28, 28};
+    ferry_value *x, *y1 = NULL, *y2 = NULL;
+    assert_int_equal(ferry_tensor_create(FERRY_DTYPE_F32, 4, dims, &x), FERRY_OK);
+    for (int64_t k = 0; k < ferry_tensor_count(x); k++) ((float *)ferry_tensor_data(x))[k] = (float)(k % 97) / 97.0f;
+    const char *names[] = {"input"};
+    assert_true(run_model(orig, 1, names, &x, &y1));
+    assert_true(run_model(h, 1, names, &x, &y2));
+    double scale = 0, diff = 0;
+    for (int64_t k = 0; k < ferry_tensor_count(y1); k++) {
+        double a = ((float *)ferry_tensor_data(y1))[k], b = ((float *)ferry_tensor_data(y2))[k];
+        scale = fmax(scale, fabs(a));
+        diff = fmax(diff, fabs(a - b));
+    }
+    assert_true(diff <= 1e-2 * scale);
+    ferry_value_free(x), ferry_value_free(y1), ferry_value_free(y2);
+    ferry_model_free(h);
+    ferry_model_free(orig);
+}
+
 /* Model-level fields: producer ferry, metadata added and kept, opsets kept. */
 static void test_metadata(void **state)
 {
@@ -607,6 +659,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_fashion_mnist_round_trip),
         cmocka_unit_test(test_external_data),
         cmocka_unit_test(test_external_data_automatic),
+        cmocka_unit_test(test_fp16_lifted_at_load),
         cmocka_unit_test(test_metadata),
         cmocka_unit_test(test_write_error),
         cmocka_unit_test(test_node_suite_round_trip),
