@@ -55,8 +55,12 @@ typedef struct ferry_optimize_options {
 
     /* ---- report ------------------------------------------------------------------------ */
     const char *report_path;  /* .md or .json; NULL: no report file */
-    const char *eval_data;    /* optional: inputs for accuracy and agreement (.npy, ...) */
-    const char *eval_labels;  /* optional: integer labels for eval_data */
+    const char *eval_data;    /* optional: samples for accuracy and agreement (.npy, .npz,
+                                 IDX (.gz ok), CSV; see ferry/dataset.h) */
+    const char *eval_labels;  /* optional: class labels for eval_data (a CSV's label column
+                                 is used when this is NULL) */
+    double eval_scale;        /* samples become (x - eval_mean) * eval_scale; 0: 1/255 for */
+    double eval_mean;         /* uint8 data going into a float input, else 1 */
     int64_t eval_limit;       /* 0: every sample */
     int bench_batch;          /* batch size of the latency comparison (default 1) */
     int bench_runs;           /* runs per model in the latency comparison (default 20; 0 off) */

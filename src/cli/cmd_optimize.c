@@ -14,7 +14,8 @@ static void help(FILE *f)
             "usage: ferry optimize MODEL -o OUT [--level basic|extended|all|none] [--fp16]\n"
             "                      [--keep-fp32 OP,NAME,...] [--prune SPARSITY [--structured]\n"
             "                      [--per-layer]] [--external-data] [--report FILE.md|FILE.json]\n"
-            "                      [--eval DATA.npy [--labels LABELS.npy] [--eval-limit N]]\n"
+            "                      [--eval DATA [--labels LABELS] [--eval-limit N]\n"
+            "                      [--input-scale S] [--input-mean M]]\n"
             "                      [--bench-batch N] [--bench-runs N]\n"
             "                      [--int8 dynamic|static [--calibration DATA.npy]\n"
             "                      [--calibrate minmax|percentile|entropy] [--reduce-range auto|on|off]\n"
@@ -34,9 +35,11 @@ static void help(FILE *f)
             "                   whole output channels by RMS. Zeros are stored densely.\n"
             "  --external-data  weights in OUT.data beside OUT (automatic above 2 GB)\n"
             "  --report F       .md or .json: sizes, latency, accuracy, per-layer details\n"
-            "  --eval D         samples (.npy, first axis = samples; uint8 is scaled to 0..1):\n"
+            "  --eval D         samples (.npy, .npz, IDX (.gz ok) or CSV; first axis = samples):\n"
             "                   top-1 agreement and output error vs the original; with\n"
-            "                   --labels L (.npy integers) also accuracy before/after\n"
+            "                   --labels L (same formats) also accuracy before/after\n"
+            "  --input-scale S, --input-mean M  samples become (x - M) * S (default: uint8\n"
+            "                   data into a float input is scaled by 1/255)\n"
             "  --bench-batch N  batch size of the latency comparison (default 1)\n"
             "  --bench-runs N   timed runs per model, alternating (default 20; 0: no timing)\n"
             "  --int8 M         int8 weights: dynamic (MatMul/Gemm, activations quantized at run\n"
@@ -138,6 +141,17 @@ int cmd_optimize(int argc, char **argv)
         } else if (!strcmp(a, "--labels")) {
             NEED_VALUE();
             o.eval_labels = v;
+        } else if (!strcmp(a, "--input-scale") || !strcmp(a, "--input-mean")) {
+            NEED_VALUE();
+            char *end;
+            double x = strtod(v, &end);
+            if (*end || !*v || x != x) return usage("expected a number", v);
+            if (a[8] == 's') {
+                if (x == 0) return usage("--input-scale must not be 0", v);
+                o.eval_scale = x;
+            } else {
+                o.eval_mean = x;
+            }
         } else if (!strcmp(a, "--eval-limit")) {
             NEED_VALUE();
             if ((o.eval_limit = cli_parse_int(v)) <= 0) return usage("--eval-limit takes a positive count", v);

@@ -300,6 +300,14 @@ static Onnx__AttributeProto *attr_proto(writer *w, const fy_attr *a)
 
 static Onnx__NodeProto *node_proto(writer *w, const fy_graph *g, const fy_node *n)
 {
+    if (strcmp(n->domain, "ai.ferry") == 0) { /* load-time rewrites no other runtime knows */
+        w->rc = fy_error(FERRY_E_UNSUPPORTED,
+                         "node \"%s\" (ai.ferry:%s) exists only inside ferry; write a model "
+                         "loaded with FERRY_LOAD_NO_OPTIMIZE",
+                         n->name, n->op_type);
+        w->failed = 1;
+        return NULL;
+    }
     NEWMSG(w, Onnx__NodeProto, ONNX__NODE_PROTO__INIT, np);
     np->name = wstr(w, n->name);
     np->op_type = wstr(w, n->op_type);
@@ -492,7 +500,8 @@ ferry_status fy_onnx_write(const struct ferry_model *m, const char *path, const 
         return fy_error(FERRY_E_INVALID_ARG, "a model and an output path are required");
     writer w = {.orig = m->proto};
     w.external = o && o->external_data;
-    if (!w.external && weight_bytes(m->graph) > FY_INLINE_WEIGHTS_MAX) w.external = 1;
+    int64_t inline_max = o && o->inline_max > 0 ? o->inline_max : FY_INLINE_WEIGHTS_MAX;
+    if (!w.external && weight_bytes(m->graph) > inline_max) w.external = 1;
     w.external_min = o && o->external_min ? o->external_min : 1024;
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;

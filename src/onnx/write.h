@@ -12,6 +12,7 @@ typedef struct fy_write_options {
      * 0: only when the weights would not fit a protobuf message (2 GB) */
     int external_data;
     size_t external_min; /* 0: 1024 bytes, as onnx.save_model does */
+    int64_t inline_max;  /* weights above this many bytes force external data; 0: 1.8 GB */
     /* metadata_props to add (replacing entries of the same key the model already has) */
     int n_meta;
     const char *const *meta_keys;

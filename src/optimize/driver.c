@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "ferry/dataset.h"
 #include "onnx/write.h"
 #include "optimize/model_opt.h"
 #include "optimize/pass_impl.h"
@@ -215,39 +216,16 @@ static void progress(int on, int64_t done, int64_t total)
     if (done == total) fputc('\n', stderr);
 }
 
-/* One batch of rows [start, start+n) of data, shaped like the model's first input. */
-static ferry_status slice_batch(const fy_value *data, const ferry_io_info *info, int64_t start,
-                                int64_t n, fy_value **out)
-{
-    int64_t per = data->count / data->dims[0];
-    int64_t dims[FERRY_MAX_RANK];
-    int rank = info->rank;
-    int64_t want = 1;
-    for (int d = 1; d < rank; d++) want *= info->dims[d] >= 0 ? info->dims[d] : 1;
-    if (rank >= 1 && want == per) {
-        dims[0] = n;
-        for (int d = 1; d < rank; d++) dims[d] = info->dims[d] >= 0 ? info->dims[d] : 1;
-    } else { /* keep the data's own sample shape */
-        rank = data->rank;
-        dims[0] = n;
-        for (int d = 1; d < rank; d++) dims[d] = data->dims[d];
-    }
-    FY_CHECK(fy_tensor_new(FERRY_DTYPE_F32, rank, dims, out));
-    float *p = (*out)->data;
-    for (int64_t i = 0; i < n * per; i++) {
-        double x = fy_tensor_get_f64(data, start * per + i);
-        /* raw 8-bit images are scaled to 0..1, as the bundled models expect */
-        p[i] = (float)(data->dtype == FERRY_DTYPE_U8 ? x / 255.0 : x);
-    }
-    return FERRY_OK;
-}
-
 static ferry_status evaluate(pair *p, const ferry_optimize_options *o, ferry_optimize_summary *s)
 {
     ferry_value *data = NULL, *labels = NULL;
-    FY_CHECK(ferry_tensor_load(o->eval_data, &data));
+    FY_CHECK(ferry_dataset_load(o->eval_data, NULL, &data, &labels));
     ferry_status rc = FERRY_OK;
-    if (o->eval_labels) rc = ferry_tensor_load(o->eval_labels, &labels);
+    if (o->eval_labels) {
+        ferry_value_free(labels);
+        labels = NULL;
+        rc = ferry_dataset_load(o->eval_labels, NULL, &labels, NULL);
+    }
     ferry_io_info info;
     if (rc == FERRY_OK) rc = ferry_model_input(p->m[0], 0, &info);
     if (rc == FERRY_OK && p->n_in != 1)
@@ -256,15 +234,17 @@ static ferry_status evaluate(pair *p, const ferry_optimize_options *o, ferry_opt
         rc = fy_error(FERRY_E_INVALID_ARG, "%s: expected numeric samples along the first axis", o->eval_data);
     int64_t n = rc == FERRY_OK ? data->dims[0] : 0;
     if (o->eval_limit > 0 && n > o->eval_limit) n = o->eval_limit;
-    if (rc == FERRY_OK && labels && (labels->count < n || !fy_dtype_is_int(labels->dtype)))
-        rc = fy_error(FERRY_E_INVALID_ARG, "%s: expected at least %lld integer labels", o->eval_labels,
-                      (long long)n);
+    if (rc == FERRY_OK && labels && (labels->count < n || !fy_dtype_is_numeric(labels->dtype)))
+        rc = fy_error(FERRY_E_INVALID_ARG, "%s: expected at least %lld numeric labels",
+                      o->eval_labels ? o->eval_labels : o->eval_data, (long long)n);
+    ferry_fit_options fit = {.scale = o->eval_scale, .mean = o->eval_mean};
+    if (rc == FERRY_OK && fit.scale == 0) fit.scale = ferry_dataset_default_scale(data->dtype, info.dtype);
     int64_t correct[2] = {0, 0}, agree = 0;
     double worst = 0;
     for (int64_t start = 0; start < n && rc == FERRY_OK; start += 256) {
         int64_t b = n - start < 256 ? n - start : 256;
         fy_value *x = NULL, *out[2][64] = {{0}};
-        rc = slice_batch(data, &info, start, b, &x);
+        rc = ferry_dataset_fit(data, start, b, &info, &fit, &x);
         for (int i = 0; i < 2 && rc == FERRY_OK; i++)
             rc = ferry_session_run(p->s[i], 1, p->names, &x, out[i]);
         if (rc == FERRY_OK) {

@@ -50,7 +50,9 @@ static ferry_dtype vtype(const fy_graph *g, int v)
 {
     if (v < 0) return FERRY_DTYPE_UNDEFINED;
     if (g->values[v].init) return g->values[v].init->dtype;
-    return g->values[v].type.dtype;
+    const fy_type_info *t = &g->values[v].type;
+    if (t->kind && t->kind != FERRY_VALUE_TENSOR) return FERRY_DTYPE_UNDEFINED; /* sequences stay */
+    return t->dtype;
 }
 
 static ferry_status log_kept(fy_opt_log *log, const fy_node *n, const char *why)
@@ -70,7 +72,9 @@ static ferry_status half_copy(const fy_value *t, fy_value **out)
     FY_CHECK(fy_tensor_new(FERRY_DTYPE_F16, t->rank, t->dims, out));
     const float *s = t->data;
     uint16_t *d = (*out)->data;
-    for (int64_t i = 0; i < t->count; i++) d[i] = fy_float_to_half(s[i]);
+    /* beyond float16's range a weight would become infinity: saturate, as converters do */
+    for (int64_t i = 0; i < t->count; i++)
+        d[i] = fy_float_to_half(s[i] > 65504.0f ? 65504.0f : s[i] < -65504.0f ? -65504.0f : s[i]);
     return FERRY_OK;
 }
 
@@ -127,7 +131,11 @@ static ferry_status convert(fy_rewrite *rw, const char *keep, fy_opt_log *log)
     for (int i = 0; i < n0 && rc == FERRY_OK; i++) {
         const fy_node *n = &g->nodes[i];
         bool has_f32 = false, unknown = false, capture = false;
-        for (int j = 0; j < n->n_inputs; j++) has_f32 |= n->inputs[j] >= 0 && was_f32[n->inputs[j]];
+        for (int j = 0; j < n->n_inputs; j++) {
+            has_f32 |= n->inputs[j] >= 0 && was_f32[n->inputs[j]];
+            /* an input of unknown type may be float32 at run time, which no Cast would meet */
+            unknown |= n->inputs[j] >= 0 && vtype(g, n->inputs[j]) == FERRY_DTYPE_UNDEFINED;
+        }
         for (int j = 0; j < n->n_outputs; j++) {
             int v = n->outputs[j];
             if (v < 0) continue;
@@ -145,7 +153,7 @@ static ferry_status convert(fy_rewrite *rw, const char *keep, fy_opt_log *log)
             why = "numerically sensitive (automatic list)";
         else if (!known) why = "no float16 path for this op";
         else if (fy_node_has_subgraphs(n) || capture) why = "feeds a subgraph";
-        else if (unknown) why = "output type unknown";
+        else if (unknown) why = "input or output type unknown";
         if (why) rc = log_kept(log, n, why);
         else half[i] = 1;
     }
@@ -249,6 +257,86 @@ ferry_status fy_fp16_convert(struct ferry_model *m, const char *keep, fy_opt_log
     FY_CHECK(fy_rw_begin(&rw, m, m->graph));
     ferry_status rc = convert(&rw, keep, log);
     if (rc == FERRY_OK) rc = fy_rw_commit(&rw);
+    fy_rw_end(&rw);
+    return rc;
+}
+
+/* ---- float16 models on a CPU without float16 arithmetic ----------------------------------
+ * ferry's float16 kernels convert to float32 inside every node, which makes a float16 model
+ * several times slower than its float32 original. At load, a graph whose float16 values live
+ * only between Casts and ops of the list above is therefore computed in float32: weights are
+ * widened once, the Casts become no-ops and are removed. Results can only get closer to the
+ * float32 original (no float16 rounding between nodes); the file keeps its float16 weights. */
+
+static bool liftable_node(const fy_node *n)
+{
+    if (fy_node_has_subgraphs(n)) return false;
+    if (!n->domain[0]) return strcmp(n->op_type, "Cast") == 0 || in_list(n->op_type, half_ops, sizeof half_ops / sizeof *half_ops);
+    return strcmp(n->domain, "com.microsoft") == 0 &&
+           (strcmp(n->op_type, "FusedConv") == 0 || strcmp(n->op_type, "FusedGemm") == 0);
+}
+
+static bool is_cast_to(const fy_node *n, ferry_dtype to)
+{
+    const fy_attr *a = fy_node_attr(n, "to");
+    return !n->domain[0] && strcmp(n->op_type, "Cast") == 0 && a && a->type == FY_ATTR_INT && a->i == to;
+}
+
+static ferry_status lift(fy_rewrite *rw, bool *changed)
+{
+    fy_graph *g = rw->g;
+    *changed = false;
+    bool any = false;
+    for (int v = 0; v < g->n_values; v++) {
+        if (vtype(g, v) != FERRY_DTYPE_F16) continue;
+        any = true;
+        if (fy_rw_is_output(rw, v)) return FERRY_OK;
+        for (int k = 0; k < g->n_inputs; k++)
+            if (g->inputs[k] == v) return FERRY_OK;
+        int p = g->values[v].producer;
+        if (p >= 0 && !liftable_node(&g->nodes[p])) return FERRY_OK;
+        for (int u = rw->use_start[v]; u < rw->use_start[v + 1]; u++)
+            if (rw->uses[u].slot < 0 || !liftable_node(&g->nodes[rw->uses[u].node])) return FERRY_OK;
+    }
+    for (int i = 0; i < g->n_nodes; i++) /* a Cast to float16 of anything but float32 stays */
+        if (is_cast_to(&g->nodes[i], FERRY_DTYPE_F16) && vtype(g, g->nodes[i].inputs[0]) != FERRY_DTYPE_F32)
+            return FERRY_OK;
+    if (!any) return FERRY_OK;
+    for (int v = 0; v < g->n_values; v++) {
+        fy_value_info *vi = &g->values[v];
+        if (vtype(g, v) != FERRY_DTYPE_F16) continue;
+        if (vi->init) {
+            fy_value *f;
+            FY_CHECK(fy_tensor_new(FERRY_DTYPE_F32, vi->init->rank, vi->init->dims, &f));
+            const uint16_t *s = vi->init->data;
+            for (int64_t k = 0; k < f->count; k++) ((float *)f->data)[k] = fy_half_to_float(s[k]);
+            fy_value_unref(vi->init);
+            vi->init = f;
+        }
+        vi->type.dtype = FERRY_DTYPE_F32;
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        fy_node *n = &g->nodes[i];
+        if (is_cast_to(n, FERRY_DTYPE_F16)) FY_CHECK(fy_node_attr_set_int(n, "to", FERRY_DTYPE_F32));
+        /* a float32 → float32 Cast is a copy: its readers take its input */
+        if (is_cast_to(n, FERRY_DTYPE_F32) && n->n_inputs == 1 && n->n_outputs == 1 && n->outputs[0] >= 0 &&
+            vtype(g, n->inputs[0]) == FERRY_DTYPE_F32 && !fy_rw_is_output(rw, n->outputs[0])) {
+            fy_rw_replace_uses(rw, n->outputs[0], n->inputs[0]);
+            fy_rw_kill(rw, i);
+        }
+    }
+    rw->changes++;
+    *changed = true;
+    return FERRY_OK;
+}
+
+ferry_status fy_fp16_lift(struct ferry_model *m)
+{
+    fy_rewrite rw;
+    FY_CHECK(fy_rw_begin(&rw, m, m->graph));
+    bool changed = false;
+    ferry_status rc = lift(&rw, &changed);
+    if (rc == FERRY_OK && changed) rc = fy_rw_commit(&rw);
     fy_rw_end(&rw);
     return rc;
 }

@@ -39,6 +39,10 @@ void fy_opt_log_free(fy_opt_log *log);
  * kept in float32 (NULL: the automatic list). Inputs and outputs stay float32. */
 ferry_status fy_fp16_convert(struct ferry_model *m, const char *keep, fy_opt_log *log);
 
+/* At load: compute a float16 model in float32 when its float16 values live only between Casts
+ * and simple ops (widening the weights once); leaves any other graph as it is. */
+ferry_status fy_fp16_lift(struct ferry_model *m);
+
 /* Magnitude-prune Conv/Gemm/MatMul weights to the given sparsity (see prune.c). */
 ferry_status fy_prune(struct ferry_model *m, double sparsity, bool structured, bool per_layer,
                       fy_opt_log *log);

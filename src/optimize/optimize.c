@@ -1,6 +1,6 @@
 /* optimize.c — the pass pipeline run on every model at load: BASIC cleanup and folding until
- * nothing changes, then EXTENDED (Conv/Gemm fusions) and ALL (LayerNorm, GELU) rewrites, in
- * every graph of the model. The passes themselves live in fold.c, fuse_conv.c and
+ * nothing changes, then EXTENDED (Conv/Gemm fusions), ALL (LayerNorm, GELU) and RUNTIME
+ * (attention) rewrites, in every graph of the model. The passes themselves live in fold.c, fuse_conv.c and
  * fuse_transformer.c; graph_edit.c keeps the IR consistent between them. */
 #include "optimize/passes.h"
 
@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ops/infer.h"
+#include "optimize/model_opt.h"
 #include "optimize/pass_impl.h"
 
 /* Folding rounds are bounded: each round that changes something removes nodes, so this only
@@ -107,6 +108,8 @@ static ferry_status run_levels(fy_rewrite *rw, fy_opt_level level, bool main_gra
     if (level < FY_OPT_ALL) return FERRY_OK;
     FY_CHECK(repeat(rw, fy_pass_fuse_layernorm));
     FY_CHECK(repeat(rw, fy_pass_fuse_gelu));
+    if (level < FY_OPT_RUNTIME) return FERRY_OK;
+    FY_CHECK(repeat(rw, fy_pass_fuse_attention));
     return FERRY_OK;
 }
 
@@ -124,5 +127,7 @@ static ferry_status optimize_graph(struct ferry_model *m, fy_graph *g, fy_opt_le
 ferry_status fy_optimize_model(struct ferry_model *m, fy_opt_level level)
 {
     if (level <= FY_OPT_NONE || !m || !m->graph) return FERRY_OK;
+    /* loading only: float16 models compute in float32 here (fp16.c says when and why) */
+    if (level >= FY_OPT_RUNTIME) FY_CHECK(fy_fp16_lift(m));
     return optimize_graph(m, m->graph, level, true);
 }

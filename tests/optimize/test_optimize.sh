@@ -110,6 +110,10 @@ if [ "$MODE" = cli ]; then
     check "external: data file" test -s "$WORK/cnn-external.onnx.data"
     check "external: model file small" test "$(stat -c %s "$WORK/cnn-external.onnx")" -lt 20000
     check "external: runs" "$FERRY" run "$WORK/cnn-external.onnx" --input "$WORK/x4d.npy"
+    check "eval on IDX files directly" bash -c "'$FERRY' optimize '$MODELS/mlp.onnx' -o '$WORK/idx.onnx' --bench-runs 0 \
+        --eval $DATA/t10k-images-idx3-ubyte.gz --labels $DATA/t10k-labels-idx1-ubyte.gz --eval-limit 300 \
+        --report '$WORK/idx.json' >/dev/null && node -e 'const r=require(\"$WORK/idx.json\");
+        process.exit(r.accuracy.accuracy_before > 0.8 && r.accuracy.top1_agreement == 1 ? 0 : 1)'"
     check "markdown report" bash -c "'$FERRY' optimize '$MODELS/mlp.onnx' -o '$WORK/md.onnx' --fp16 --bench-runs 2 \
         --report '$WORK/r.md' >/dev/null && grep -q '| file bytes |' '$WORK/r.md' && grep -q 'latency' '$WORK/r.md'"
 fi
@@ -134,6 +138,19 @@ if [ "$MODE" = ort ]; then
             "$WORK/$name.onnx" "$x" "$WORK/out-$name/logits.npy" $tol
         cat "$WORK/last.log" | grep -o '"max_rel_error".*' | sed 's/^/     /'
     done
+    # every activation ferry fuses into FusedConv/FusedGemm runs in ONNX Runtime
+    if /usr/bin/python3 "$SRC/tests/optimize/make_act_models.py" "$WORK/act" 2>/dev/null; then
+        for f in "$WORK"/act/conv_*.onnx "$WORK"/act/gemm_*.onnx; do
+            b=$(basename "$f" .onnx) x=$WORK/act/x4.npy
+            case $b in gemm_*) x=$WORK/act/x2.npy ;; esac
+            "$FERRY" optimize "$f" -o "$WORK/act/$b.opt.onnx" --bench-runs 0 > /dev/null 2>&1
+            "$FERRY" run "$WORK/act/$b.opt.onnx" --input "$x" --output-dir "$WORK/act/out-$b" > /dev/null 2>&1
+            check "onnxruntime runs fused $b" bash -c "'$FERRY' inspect '$WORK/act/$b.opt.onnx' | grep -q 'com.microsoft:Fused' &&
+                node '$SRC/tests/optimize/ort_check.js' '$WORK/act/$b.opt.onnx' '$x' '$WORK/act/out-$b/y.npy' --rtol 1e-5 --min-agreement 0"
+        done
+    else
+        echo "no python3 with onnx: fused-activation models not checked"
+    fi
 fi
 
 echo "$fail failure(s)"
