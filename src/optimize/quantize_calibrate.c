@@ -231,13 +231,18 @@ static double kl_div(const double *p, const double *q, int n)
  * P is the clipped histogram (outliers added to its last bin) and Q the same mass squeezed into
  * `levels` quantization bins and expanded back; the threshold with the smallest KL(P||Q)
  * wins. Returns the threshold in |x| units. */
-static double entropy_threshold(const double *h, double width, int levels)
+static double entropy_threshold(const double *h0, double width, int levels)
 {
     double *p = malloc(sizeof(double) * HIST_BINS), *q = malloc(sizeof(double) * HIST_BINS);
-    if (!p || !q) {
-        free(p), free(q);
+    double *h = malloc(sizeof(double) * HIST_BINS);
+    if (!p || !q || !h) {
+        free(p), free(q), free(h);
         return width * HIST_BINS;
     }
+    /* the spike of exact zeros (after ReLU, image backgrounds) would pull the threshold down to
+     * where only it matters; NVIDIA's calibrators flatten bin 0 to bin 1 for the same reason */
+    memcpy(h, h0, sizeof(double) * HIST_BINS);
+    h[0] = h[1];
     double best = INFINITY;
     int best_i = HIST_BINS;
     double tail = 0;
@@ -261,7 +266,7 @@ static double entropy_threshold(const double *h, double width, int levels)
         double kl = kl_div(p, q, i);
         if (kl < best) best = kl, best_i = i;
     }
-    free(p), free(q);
+    free(p), free(q), free(h);
     return width * best_i;
 }
 

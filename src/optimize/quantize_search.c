@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ferry/dataset.h"
 #include "ferry/optimize.h"
 #include "optimize/passes.h"
 #include "optimize/quantize.h"
@@ -27,40 +28,28 @@ void fy_int8_log_free(fy_int8_log *log)
     memset(log, 0, sizeof *log);
 }
 
-/* Samples from path as float32 shaped like m's first input ([N, ...]); uint8 data is scaled to
- * 0..1 as the bundled models expect. At most limit samples (0: all). */
+/* Samples from path (.npy, .npz, IDX, CSV: ferry's dataset readers) fitted to m's first input
+ * as evaluation fits them: (x - mean) * scale, by default 1/255 for uint8 images. At most limit
+ * samples (0: all). labels (may be NULL) receives a CSV's label column, else NULL. */
 static ferry_status load_samples(const struct ferry_model *m, const char *path, int64_t limit,
-                                 fy_value **out)
+                                 const ferry_optimize_options *o, fy_value **out)
 {
     *out = NULL;
-    fy_value *d;
-    FY_CHECK(ferry_tensor_load(path, &d));
-    ferry_status rc = FERRY_OK;
-    if (d->kind != FERRY_VALUE_TENSOR || d->rank < 1 || d->dims[0] < 1 ||
-        !fy_dtype_is_numeric(d->dtype))
+    fy_value *d = NULL, *csv_labels = NULL;
+    FY_CHECK(ferry_dataset_load(path, NULL, &d, &csv_labels));
+    fy_value_unref(csv_labels);
+    ferry_io_info info;
+    ferry_status rc = ferry_model_input(m, 0, &info);
+    if (rc == FERRY_OK && (d->kind != FERRY_VALUE_TENSOR || d->rank < 1 || d->dims[0] < 1 ||
+                           !fy_dtype_is_numeric(d->dtype)))
         rc = fy_error(FERRY_E_INVALID_ARG, "%s: expected numeric samples along the first axis", path);
-    const fy_type_info *ti = &m->graph->values[m->input_ids[0]].type;
+    if (rc == FERRY_OK && info.dtype != FERRY_DTYPE_F32)
+        rc = fy_error(FERRY_E_UNSUPPORTED, "int8 quantization needs a float32 model input");
     int64_t n = rc == FERRY_OK ? d->dims[0] : 0;
     if (limit > 0 && n > limit) n = limit;
-    int64_t per = rc == FERRY_OK ? d->count / d->dims[0] : 0, want = 1;
-    int64_t dims[FERRY_MAX_RANK];
-    int rank = ti->rank;
-    for (int i = 1; i < rank; i++) want *= ti->dims[i] > 0 ? ti->dims[i] : 1;
-    if (rank >= 1 && want == per) {
-        for (int i = 1; i < rank; i++) dims[i] = ti->dims[i] > 0 ? ti->dims[i] : 1;
-    } else if (rc == FERRY_OK) {
-        rank = d->rank;
-        memcpy(dims, d->dims, sizeof(int64_t) * (size_t)rank);
-    }
-    dims[0] = n;
-    if (rc == FERRY_OK) rc = fy_tensor_new(FERRY_DTYPE_F32, rank, dims, out);
-    if (rc == FERRY_OK) {
-        float *p = (*out)->data;
-        for (int64_t i = 0; i < n * per; i++) {
-            double x = fy_tensor_get_f64(d, i);
-            p[i] = (float)(d->dtype == FERRY_DTYPE_U8 ? x / 255.0 : x);
-        }
-    }
+    ferry_fit_options fit = {.scale = o->eval_scale, .mean = o->eval_mean};
+    if (rc == FERRY_OK && fit.scale == 0) fit.scale = ferry_dataset_default_scale(d->dtype, info.dtype);
+    if (rc == FERRY_OK) rc = ferry_dataset_fit(d, 0, n, &info, &fit, out);
     fy_value_unref(d);
     return rc;
 }
@@ -258,11 +247,11 @@ ferry_status fy_int8_apply(struct ferry_model *m, const char *in_path,
     fy_quant_report all = {0}; /* keep[] may point at its layer names */
     ferry_status rc = FERRY_OK;
     int64_t limit = o->calib_limit > 0 ? o->calib_limit : DEFAULT_CALIB_LIMIT;
-    if (o->calibration) rc = load_samples(m, o->calibration, limit, &calib);
-    else if (o->eval_data) rc = load_samples(m, o->eval_data, 256, &calib); /* SQNR only */
+    if (o->calibration) rc = load_samples(m, o->calibration, limit, o, &calib);
+    else if (o->eval_data) rc = load_samples(m, o->eval_data, 256, o, &calib); /* SQNR only */
     if (rc == FERRY_OK && o->accuracy_budget >= 0) {
-        rc = load_samples(m, o->eval_data, o->eval_limit, &x);
-        if (rc == FERRY_OK) rc = ferry_tensor_load(o->eval_labels, &labels);
+        rc = load_samples(m, o->eval_data, o->eval_limit, o, &x);
+        if (rc == FERRY_OK) rc = ferry_dataset_load(o->eval_labels, NULL, &labels, NULL);
         if (rc == FERRY_OK && (labels->count < x->dims[0] || !fy_dtype_is_int(labels->dtype)))
             rc = fy_error(FERRY_E_INVALID_ARG, "%s: expected at least %lld integer labels",
                           o->eval_labels, (long long)x->dims[0]);
