@@ -861,3 +861,129 @@ int fy_dnnl_maxpool_q8(fy_kernel *k, const fy_value *x, ferry_status *rc)
     }
     return 1;
 }
+
+/* ---- QuantizeLinear / DequantizeLinear, per tensor ----------------------------------------- */
+
+/* A per-tensor scale (f32 initializer, one element) and an absent or u8/i8 one-element zero
+ * point: the form int8 models use on activations. Vector loops with the reference's exact
+ * arithmetic (float division, round half to even, saturation; NaN becomes 0). */
+static bool qdq_supports(const fy_node *n, const fy_graph *g, int quantize)
+{
+    if (n->n_inputs < 2 || n->n_outputs != 1 || fy_node_attr(n, "saturate") ||
+        fy_node_attr(n, "output_dtype") || fy_node_attr(n, "block_size"))
+        return false;
+    const fy_value *s = init_of(n, g, 1);
+    if (!s || s->dtype != FERRY_DTYPE_F32 || s->count != 1) return false;
+    const float sv = ((const float *)s->data)[0];
+    if (!(sv == sv) || sv == 0 || isinf(sv)) return false;
+    if (!fy_dnnl_has_input(n, 2)) return quantize; /* DequantizeLinear needs the input's type */
+    const fy_value *z = init_of(n, g, 2);
+    return z && (z->dtype == FERRY_DTYPE_U8 || z->dtype == FERRY_DTYPE_I8) && z->count == 1;
+}
+
+bool fy_dnnl_QuantizeLinear_supports(const fy_node *n, const fy_graph *g)
+{
+    return qdq_supports(n, g, 1);
+}
+bool fy_dnnl_DequantizeLinear_supports(const fy_node *n, const fy_graph *g)
+{
+    return qdq_supports(n, g, 0);
+}
+ferry_status fy_dnnl_QuantizeLinear_prepare(const fy_node *n, const fy_graph *g, void **state)
+{
+    (void)n, (void)g;
+    *state = NULL;
+    return FERRY_OK;
+}
+ferry_status fy_dnnl_DequantizeLinear_prepare(const fy_node *n, const fy_graph *g, void **state)
+{
+    (void)n, (void)g;
+    *state = NULL;
+    return FERRY_OK;
+}
+void fy_dnnl_QuantizeLinear_release(void *state) { (void)state; }
+void fy_dnnl_DequantizeLinear_release(void *state) { (void)state; }
+
+#define Q_MAGIC 12582912.0f /* 1.5 * 2^23: (v + M) - M rounds |v| < 2^22 half to even */
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) static void
+quantize_run(const float *x, int64_t n, float s, float z, float lo, float hi, int u8, void *y)
+{
+    uint8_t *yu = y;
+    int8_t *ys = y;
+    if (u8) {
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) {
+            float q = x[i] / s;
+            int nan = q != q; /* the reference maps NaN to 0, not to the zero point */
+            q = q < -4e6f ? -4e6f : q > 4e6f ? 4e6f : q;
+            float r = nan ? 0.0f : (q + Q_MAGIC) - Q_MAGIC + z;
+            yu[i] = (uint8_t)(r < lo ? lo : r > hi ? hi : r);
+        }
+    } else {
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) {
+            float q = x[i] / s;
+            int nan = q != q; /* the reference maps NaN to 0, not to the zero point */
+            q = q < -4e6f ? -4e6f : q > 4e6f ? 4e6f : q;
+            float r = nan ? 0.0f : (q + Q_MAGIC) - Q_MAGIC + z;
+            ys[i] = (int8_t)(r < lo ? lo : r > hi ? hi : r);
+        }
+    }
+}
+
+ferry_status fy_dnnl_QuantizeLinear_run(fy_kernel *k)
+{
+    const fy_value *x = k->inputs[0], *s = k->inputs[1], *z = k->n_inputs > 2 ? k->inputs[2] : NULL;
+    if (!x || x->kind != FERRY_VALUE_TENSOR || x->layout || x->dtype != FERRY_DTYPE_F32 ||
+        !is_f32_scalar(s) || (z && !is_q8(z)) || (z && z->count != 1))
+        return fy_dnnl_run_reference(k);
+    float sv = ((const float *)s->data)[0];
+    if (!(sv == sv) || sv == 0) return fy_dnnl_run_reference(k);
+    ferry_dtype yt = z ? z->dtype : FERRY_DTYPE_U8;
+    double lo, hi;
+    q_range(yt, &lo, &hi);
+    fy_value *y;
+    FY_CHECK(fy_output(k, 0, yt, x->rank, x->dims, &y));
+    int64_t n = x->count, nchunk = n > 262144 ? omp_get_max_threads() : 1;
+    float zf = z ? (float)q8_at(z, 0) : 0;
+#pragma omp parallel for schedule(static) if (nchunk > 1)
+    for (int64_t t = 0; t < nchunk; t++) {
+        int64_t a = n * t / nchunk, b = n * (t + 1) / nchunk;
+        quantize_run((const float *)x->data + a, b - a, sv, zf, (float)lo, (float)hi,
+                     yt == FERRY_DTYPE_U8, (uint8_t *)y->data + a);
+    }
+    return FERRY_OK;
+}
+
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) static void
+dequantize_run(const void *x, int64_t n, int u8, int32_t z, float s, float *y)
+{
+    const uint8_t *xu = x;
+    const int8_t *xs = x;
+    if (u8) {
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) y[i] = (float)((int32_t)xu[i] - z) * s;
+    } else {
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) y[i] = (float)((int32_t)xs[i] - z) * s;
+    }
+}
+
+ferry_status fy_dnnl_DequantizeLinear_run(fy_kernel *k)
+{
+    const fy_value *x = k->inputs[0], *s = k->inputs[1], *z = k->n_inputs > 2 ? k->inputs[2] : NULL;
+    if (!is_q8(x) || !is_f32_scalar(s) || !z || !is_q8(z) || z->count != 1 || z->dtype != x->dtype)
+        return fy_dnnl_run_reference(k);
+    fy_value *y;
+    FY_CHECK(fy_output(k, 0, FERRY_DTYPE_F32, x->rank, x->dims, &y));
+    int64_t n = x->count, nchunk = n > 262144 ? omp_get_max_threads() : 1;
+    float sv = ((const float *)s->data)[0];
+    int32_t zv = q8_at(z, 0);
+#pragma omp parallel for schedule(static) if (nchunk > 1)
+    for (int64_t t = 0; t < nchunk; t++) {
+        int64_t a = n * t / nchunk, b = n * (t + 1) / nchunk;
+        dequantize_run((const uint8_t *)x->data + a, b - a, x->dtype == FERRY_DTYPE_U8, zv, sv,
+                       (float *)y->data + a);
+    }
+    return FERRY_OK;
+}
