@@ -93,6 +93,15 @@ if [ "$MODE" = cli ]; then
          r.int8.layers.filter(l => !l.quantized).every(l => /accuracy-aware/.test(l.why)) &&
          r.accuracy.accuracy_after >= r.accuracy.accuracy_before'
 else
+    MODS=${FERRY_ORT_MODULES:-$SRC/bench/.deps/node_modules}
+    if [ ! -d "$MODS/onnxruntime-node" ] && command -v npm >/dev/null && [ -z "${FERRY_ORT_NO_INSTALL:-}" ]; then
+        echo "installing onnxruntime-node into $SRC/bench/.deps (npm, --ignore-scripts)"
+        mkdir -p "$SRC/bench/.deps"
+        timeout 180 npm install --ignore-scripts --no-audit --no-fund --prefix "$SRC/bench/.deps" \
+            onnxruntime-node > "$WORK/npm.log" 2>&1 || tail -3 "$WORK/npm.log"
+    fi
+    [ -d "$MODS/onnxruntime-node" ] || { echo "onnxruntime-node is not installed and npm cannot fetch it: skipping"; exit $SKIP; }
+    export FERRY_ORT_MODULES=$MODS
     for c in "${CASES[@]}"; do
         set -- $c
         name=$1 x=$3
