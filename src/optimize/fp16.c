@@ -142,7 +142,9 @@ static ferry_status convert(fy_rewrite *rw, const char *keep, fy_opt_log *log)
         int outs = !strcmp(n->op_type, "Split") ? n->n_outputs : 1;
         for (int j = 0; j < outs && j < n->n_outputs; j++) {
             int v = n->outputs[j];
-            if (v >= 0 && v < nv0 && vtype(g, v) == FERRY_DTYPE_UNDEFINED && !g->values[v].type.kind) {
+            fy_type_info *t = v >= 0 ? &g->values[v].type : NULL;
+            if (t && v < nv0 && !g->values[v].init && t->dtype == FERRY_DTYPE_UNDEFINED &&
+                (!t->kind || t->kind == FERRY_VALUE_TENSOR)) {
                 g->values[v].type.kind = FERRY_VALUE_TENSOR;
                 g->values[v].type.dtype = FERRY_DTYPE_F32;
                 was_f32[v] = 1;
