@@ -46,6 +46,7 @@ struct ferry_value {
     /* sequence */
     int64_t seq_len, seq_cap;
     struct ferry_value **items;
+    struct fy_pool *pool; /* where this header goes back when it dies, or NULL: free() */
 };
 
 typedef struct ferry_value fy_value;
