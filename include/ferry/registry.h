@@ -76,6 +76,10 @@ void ferry_repo_versions_free(ferry_repo_version *v, int n);
 /* The model names in REPO (directories with a valid name), sorted. Free each and the array. */
 ferry_status ferry_repo_names(const char *repo, char ***names, int *n);
 
+/* Checks REPO/NAME/labels.json (if any): it parses, and every label names an existing version
+ * directory. FERRY_E_PARSE lists each dangling label in ferry_last_error(). */
+ferry_status ferry_repo_check_labels(const char *repo, const char *name);
+
 /* Labels of REPO/NAME as compact JSON text ("{}" when none); free() it. */
 ferry_status ferry_repo_labels_json(const char *repo, const char *name, char **json);
 

@@ -15,7 +15,8 @@ static void help(FILE *f)
             "parses, lists model.onnx, and every file it lists has its size and sha256; files\n"
             "the manifest does not list are reported too. Temporary directories left by an\n"
             "interrupted publish (DIR/NAME/.tmp-*) are not versions and are ignored; the next\n"
-            "publish removes them.\n"
+            "publish removes them. Every label in DIR/NAME/labels.json must name an existing\n"
+            "version.\n"
             "Exit code 0 everything verifies, 1 some version does not (each is listed),\n"
             "2 bad usage or no such repository/model, 3 internal error.\n");
 }
@@ -77,10 +78,15 @@ int cmd_verify(int argc, char **argv)
             }
         }
         ferry_repo_versions_free(v, n);
+        if (ferry_repo_check_labels(repo, list[m]) != FERRY_OK) {
+            bad++;
+            printf("BAD  %s labels: %s\n", list[m], ferry_last_error());
+        }
     }
-    printf("%d version%s of %d model%s checked: %s\n", versions, versions == 1 ? "" : "s", n_list,
-           n_list == 1 ? "" : "s", bad ? "" : "all verify");
-    if (bad) printf("%d do%s NOT verify\n", bad, bad == 1 ? "es" : "");
+    printf("%d version%s of %d model%s checked: ", versions, versions == 1 ? "" : "s", n_list,
+           n_list == 1 ? "" : "s");
+    if (bad) printf("%d problem%s (BAD above)\n", bad, bad == 1 ? "" : "s");
+    else printf("all verify\n");
     for (int i = 0; i < n_all; i++) free(all[i]);
     free(all);
     free(names);

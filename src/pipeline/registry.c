@@ -59,9 +59,10 @@ static ferry_status check_names(const char *repo, const char *name, const char *
                         "model name \"%s\" must be 1-128 characters of A-Z a-z 0-9 . _ - "
                         "(not \".\" or \"..\")",
                         name ? name : "");
-    if (label && (!fy_repo_name_ok(label) || !strcmp(label, "canary_weight")))
+    /* ferry serve keeps labels in 64-byte slots, at most FY_MAX_LABELS of them */
+    if (label && (!fy_repo_name_ok(label) || strlen(label) > 63 || !strcmp(label, "canary_weight")))
         return fy_error(FERRY_E_INVALID_ARG,
-                        "label \"%s\" must be 1-128 characters of A-Z a-z 0-9 . _ - "
+                        "label \"%s\" must be 1-63 characters of A-Z a-z 0-9 . _ - "
                         "(and not \"canary_weight\")",
                         label);
     return FERRY_OK;
@@ -193,6 +194,20 @@ static ferry_status load_labels(const char *dir, json_t **out)
     }
     *out = root;
     return FERRY_OK;
+}
+
+/* Refuses a label that would be one more than ferry serve routes. */
+static ferry_status room_for_label(json_t *labels, const char *label, int *refused)
+{
+    if (json_object_get(labels, label)) return FERRY_OK;
+    int n = 0;
+    const char *key;
+    json_t *val;
+    json_object_foreach(labels, key, val) n += json_is_integer(val);
+    if (n < FY_MAX_LABELS) return FERRY_OK;
+    *refused = 1;
+    return fy_error(FERRY_E_INVALID_ARG, "a model has at most %d labels; \"%s\" would be one more",
+                    FY_MAX_LABELS, label);
 }
 
 /* Version a label points at in a loaded labels object (0 if unset or not a positive integer). */
@@ -602,6 +617,7 @@ ferry_status ferry_repo_publish(const ferry_publish_options *o, int64_t *version
     if (o->label) {
         json_t *labels = NULL;
         rc = load_labels(dir, &labels);
+        if (rc == FERRY_OK) rc = room_for_label(labels, o->label, refused);
         if (rc == FERRY_OK) {
             previous = label_version(labels, o->label);
             json_object_set_new(labels, o->label, json_integer(v));
@@ -726,6 +742,7 @@ static ferry_status set_label(const char *repo, const char *name, const char *la
     json_t *labels = NULL;
     ferry_status rc = check_version(dir, name, version, refused);
     if (rc == FERRY_OK) rc = load_labels(dir, &labels);
+    if (rc == FERRY_OK) rc = room_for_label(labels, label, refused);
     if (rc == FERRY_OK) {
         int64_t prev = label_version(labels, label);
         if (previous) *previous = prev;
@@ -1015,4 +1032,38 @@ ferry_status ferry_repo_labels_json(const char *repo, const char *name, char **j
     *json = json_dumps(labels, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(labels);
     return *json ? FERRY_OK : fy_error(FERRY_E_NOMEM, "out of memory");
+}
+
+ferry_status ferry_repo_check_labels(const char *repo, const char *name)
+{
+    FY_CHECK(check_names(repo, name, NULL));
+    char dir[4096];
+    FY_CHECK(model_dir(repo, name, dir, sizeof dir));
+    json_t *labels;
+    FY_CHECK(load_labels(dir, &labels));
+    char problems[1024] = "";
+    const char *key;
+    json_t *val;
+    json_object_foreach(labels, key, val) {
+        if (!strcmp(key, "canary_weight")) {
+            double w = json_is_number(val) ? json_number_value(val) : -1;
+            if (w < 0 || w > 1) {
+                size_t used = strlen(problems);
+                snprintf(problems + used, sizeof problems - used,
+                         "%scanary_weight must be a number in [0, 1]", used ? "; " : "");
+            }
+            continue;
+        }
+        char path[4096];
+        int64_t v = label_version(labels, key);
+        snprintf(path, sizeof path, "%s/%lld", dir, (long long)v);
+        struct stat st;
+        if (v > 0 && stat(path, &st) == 0 && S_ISDIR(st.st_mode)) continue;
+        size_t used = strlen(problems);
+        snprintf(problems + used, sizeof problems - used, "%slabel \"%s\" names no version",
+                 used ? "; " : "", key);
+    }
+    json_decref(labels);
+    if (*problems) return fy_error(FERRY_E_PARSE, "%s/%s: %s", dir, FY_LABELS_NAME, problems);
+    return FERRY_OK;
 }

@@ -12,6 +12,7 @@
 #define FY_HISTORY_NAME "history.jsonl"
 #define FY_LOCK_NAME ".lock"
 #define FY_TMP_PREFIX ".tmp-"
+#define FY_MAX_LABELS 32 /* what ferry serve routes per model */
 
 /* A model or label name: 1..128 of [A-Za-z0-9._-], not "." or "..". */
 int fy_repo_name_ok(const char *s);
