@@ -307,6 +307,7 @@ static void labels_move_and_roll_back(void **state)
     free(labels);
     assert_int_equal(ferry_repo_promote(repo, "m", 2, "canary", NULL, &prev, &refused), FERRY_OK);
     assert_int_equal(prev, 4);
+    assert_int_equal(ferry_repo_check_labels(repo, "m"), FERRY_OK);
     labels = read_text(path);
     assert_non_null(strstr(labels, "\"canary_weight\": 0.25"));
     assert_non_null(strstr(labels, "\"canary\": 2"));
@@ -329,6 +330,22 @@ static void labels_move_and_roll_back(void **state)
     free(model_path);
     assert_int_equal(fy_repo_resolve_spec("no-at-sign", &model_path, &v), FERRY_E_INVALID_ARG);
     assert_int_equal(fy_repo_resolve_spec("m@stable", &model_path, &v), FERRY_E_INVALID_ARG);
+    /* Labels naming no version are what ferry verify reports. */
+    snprintf(path, sizeof path, "%s/m/labels.json", repo);
+    write_text(path, "{\"stable\": 1, \"shadow\": 99}");
+    assert_int_equal(ferry_repo_check_labels(repo, "m"), FERRY_E_PARSE);
+    assert_non_null(strstr(ferry_last_error(), "\"shadow\" names no version"));
+    /* A model routes at most 32 labels. */
+    write_text(path, "{}");
+    char label[16];
+    for (int i = 0; i < 32; i++) {
+        snprintf(label, sizeof label, "l%d", i);
+        assert_int_equal(ferry_repo_promote(repo, "m", 1, label, NULL, &prev, &refused), FERRY_OK);
+    }
+    assert_int_equal(ferry_repo_promote(repo, "m", 1, "one-more", NULL, &prev, &refused),
+                     FERRY_E_INVALID_ARG);
+    assert_int_equal(refused, 1);
+    assert_int_equal(ferry_repo_promote(repo, "m", 2, "l7", NULL, &prev, &refused), FERRY_OK);
 }
 
 typedef struct race_arg {
