@@ -55,12 +55,12 @@ ferry_status ferry_repo_resolve(const char *repo, const char *name, const char *
 
 typedef struct ferry_repo_version {
     int64_t version;
-    char created[40];   /* from the manifest, "" if unknown */
-    char labels[256];   /* comma-separated labels pointing here, "" if none */
-    long long size;     /* bytes of all files listed in the manifest, -1 if unknown */
-    int verified;       /* 1 every hash matches, 0 it does not verify */
-    char problem[512];  /* why it does not verify, "" when it does */
-    double accuracy;    /* key metrics from the manifest, NaN when absent */
+    char created[40];  /* from the manifest, "" if unknown */
+    char labels[256];  /* comma-separated labels pointing here, "" if none */
+    long long size;    /* bytes of all files listed in the manifest, -1 if unknown */
+    int verified;      /* 1 every hash matches, 0 it does not verify */
+    char problem[512]; /* why it does not verify, "" when it does */
+    double accuracy;   /* key metrics from the manifest, NaN when absent */
     double f1_macro;
     double latency_p95_ms;
     char git_commit[48]; /* "" when not published from git */

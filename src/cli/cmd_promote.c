@@ -67,7 +67,9 @@ int cmd_promote(int argc, char **argv)
         }
         return cli_fail("promote", name, rc);
     }
-    if (previous) printf("%s: label %s %lld -> %d\n", name, label, (long long)previous, v);
-    else printf("%s: label %s -> %d (new label)\n", name, label, v);
+    if (previous)
+        printf("%s: label %s %lld -> %d\n", name, label, (long long)previous, v);
+    else
+        printf("%s: label %s -> %d (new label)\n", name, label, v);
     return EXIT_OK;
 }

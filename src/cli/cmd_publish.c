@@ -83,7 +83,8 @@ int cmd_publish(int argc, char **argv)
         }
         return cli_fail("publish", o.model, rc);
     }
-    if (quiet) printf("%lld\n", (long long)version);
+    if (quiet)
+        printf("%lld\n", (long long)version);
     else {
         printf("published %s version %lld to %s/%s/%lld\n", o.name, (long long)version, o.repo,
                o.name, (long long)version);

@@ -85,9 +85,12 @@ int cmd_verify(int argc, char **argv)
     }
     printf("%d version%s of %d model%s checked: ", versions, versions == 1 ? "" : "s", n_list,
            n_list == 1 ? "" : "s");
-    if (bad) printf("%d problem%s (BAD above)\n", bad, bad == 1 ? "" : "s");
-    else printf("all verify\n");
-    for (int i = 0; i < n_all; i++) free(all[i]);
+    if (bad)
+        printf("%d problem%s (BAD above)\n", bad, bad == 1 ? "" : "s");
+    else
+        printf("all verify\n");
+    for (int i = 0; i < n_all; i++)
+        free(all[i]);
     free(all);
     free(names);
     if (code != EXIT_OK) return code;

@@ -24,17 +24,22 @@ static void json_str(const char *s)
 {
     putchar('"');
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') printf("\\%c", *p);
-        else if (*p < 0x20) printf("\\u%04x", *p);
-        else putchar(*p);
+        if (*p == '"' || *p == '\\')
+            printf("\\%c", *p);
+        else if (*p < 0x20)
+            printf("\\u%04x", *p);
+        else
+            putchar(*p);
     }
     putchar('"');
 }
 
 static void json_num(double v)
 {
-    if (isnan(v)) printf("null");
-    else printf("%.17g", v);
+    if (isnan(v))
+        printf("null");
+    else
+        printf("%.17g", v);
 }
 
 static void print_json(const char *name, const ferry_repo_version *v, int n, const char *labels)
@@ -49,18 +54,23 @@ static void print_json(const char *name, const ferry_repo_version *v, int n, con
         char copy[sizeof v[i].labels];
         snprintf(copy, sizeof copy, "%s", v[i].labels);
         int first = 1;
-        for (char *save = NULL, *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        for (char *save = NULL, *t = strtok_r(copy, ",", &save); t;
+             t = strtok_r(NULL, ",", &save)) {
             printf("%s", first ? "" : ", ");
             json_str(t);
             first = 0;
         }
         printf("], \"size\": %lld, \"verified\": %s, \"problem\": ", v[i].size,
                v[i].verified ? "true" : "false");
-        if (v[i].verified) printf("null");
-        else json_str(v[i].problem);
+        if (v[i].verified)
+            printf("null");
+        else
+            json_str(v[i].problem);
         printf(", \"git_commit\": ");
-        if (v[i].git_commit[0]) json_str(v[i].git_commit);
-        else printf("null");
+        if (v[i].git_commit[0])
+            json_str(v[i].git_commit);
+        else
+            printf("null");
         printf(", \"dirty\": %s, \"accuracy\": ", v[i].git_dirty ? "true" : "false");
         json_num(v[i].accuracy);
         printf(", \"metrics\": %s}", v[i].metrics_json ? v[i].metrics_json : "null");
@@ -70,8 +80,10 @@ static void print_json(const char *name, const ferry_repo_version *v, int n, con
 
 static void print_metric(double v, double scale, const char *fmt)
 {
-    if (isnan(v)) printf(" %9s", "-");
-    else printf(fmt, v * scale);
+    if (isnan(v))
+        printf(" %9s", "-");
+    else
+        printf(fmt, v * scale);
 }
 
 static void print_table(const char *name, const ferry_repo_version *v, int n)
@@ -88,9 +100,12 @@ static void print_table(const char *name, const ferry_repo_version *v, int n)
         print_metric(v[i].accuracy, 100, " %8.2f%%");
         print_metric(v[i].f1_macro, 1, " %9.4f");
         print_metric(v[i].latency_p95_ms, 1, " %9.3f");
-        if (v[i].size < 0) printf(" %10s", "-");
-        else if (v[i].size >= 10 << 20) printf(" %8.1fMB", v[i].size / 1048576.0);
-        else printf(" %8.1fkB", v[i].size / 1024.0);
+        if (v[i].size < 0)
+            printf(" %10s", "-");
+        else if (v[i].size >= 10 << 20)
+            printf(" %8.1fMB", v[i].size / 1048576.0);
+        else
+            printf(" %8.1fkB", v[i].size / 1024.0);
         printf(" %-5s %.12s%s\n", v[i].verified ? "ok" : "BAD",
                v[i].git_commit[0] ? v[i].git_commit : "-", v[i].git_dirty ? "+dirty" : "");
     }

@@ -101,8 +101,10 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 {
     (void)st;
     (void)ftw;
-    if (flag == FTW_DP) rmdir(path);
-    else unlink(path);
+    if (flag == FTW_DP)
+        rmdir(path);
+    else
+        unlink(path);
     return 0;
 }
 
@@ -231,8 +233,8 @@ static ferry_status store_labels(const char *dir, json_t *labels)
         free(text);
         return fy_error(FERRY_E_IO, "%s: %s", tmp, strerror(errno));
     }
-    int ok = write_all(fd, text, strlen(text)) == 0 && write_all(fd, "\n", 1) == 0 &&
-             fsync(fd) == 0;
+    int ok =
+        write_all(fd, text, strlen(text)) == 0 && write_all(fd, "\n", 1) == 0 && fsync(fd) == 0;
     int e = errno;
     close(fd);
     free(text);
@@ -252,8 +254,10 @@ static void who(char *user, size_t ucap, char *host, size_t hcap)
         struct passwd *pw = getpwuid(geteuid());
         u = pw ? pw->pw_name : NULL;
     }
-    if (u) snprintf(user, ucap, "%s", u);
-    else snprintf(user, ucap, "uid%d", (int)geteuid());
+    if (u)
+        snprintf(user, ucap, "%s", u);
+    else
+        snprintf(user, ucap, "uid%d", (int)geteuid());
     if (gethostname(host, hcap) != 0) snprintf(host, hcap, "unknown");
     host[hcap - 1] = '\0';
 }
@@ -322,7 +326,8 @@ static ferry_status name_list_add(name_list *l, const char *s)
 
 static void name_list_free(name_list *l)
 {
-    for (int i = 0; i < l->n; i++) free(l->v[i]);
+    for (int i = 0; i < l->n; i++)
+        free(l->v[i]);
     free(l->v);
     *l = (name_list){0};
 }
@@ -370,7 +375,8 @@ static ferry_status external_of_graph(const Onnx__GraphProto *g, name_list *out,
             const Onnx__AttributeProto *a = n->attribute[j];
             if (!a) continue;
             FY_CHECK(external_of_tensor(a->t, out));
-            for (size_t k = 0; k < a->n_tensors; k++) FY_CHECK(external_of_tensor(a->tensors[k], out));
+            for (size_t k = 0; k < a->n_tensors; k++)
+                FY_CHECK(external_of_tensor(a->tensors[k], out));
             FY_CHECK(external_of_sparse(a->sparse_tensor, out));
             for (size_t k = 0; k < a->n_sparse_tensors; k++)
                 FY_CHECK(external_of_sparse(a->sparse_tensors[k], out));
@@ -395,7 +401,8 @@ static ferry_status external_files(const char *model, name_list *out)
     }
     void *addr = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (addr == MAP_FAILED) return fy_error(FERRY_E_IO, "%s: cannot map: %s", model, strerror(errno));
+    if (addr == MAP_FAILED)
+        return fy_error(FERRY_E_IO, "%s: cannot map: %s", model, strerror(errno));
     Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, (size_t)st.st_size, addr);
     munmap(addr, (size_t)st.st_size);
     if (!m || !m->graph) {
@@ -529,8 +536,10 @@ static ferry_status fill_version_dir(const ferry_publish_options *o, const char 
     char srcdir[4096];
     snprintf(srcdir, sizeof srcdir, "%s", o->model);
     char *slash = strrchr(srcdir, '/');
-    if (slash) *slash = '\0';
-    else snprintf(srcdir, sizeof srcdir, ".");
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(srcdir, sizeof srcdir, ".");
     const char **files = malloc(sizeof *files * (size_t)(ext->n + 1));
     if (!files) return fy_error(FERRY_E_NOMEM, "out of memory");
     files[0] = "model.onnx";
@@ -659,7 +668,8 @@ ferry_status fy_repo_resolve_label(const char *repo, const char *name, const cha
         char have[512] = "";
         const char *key;
         json_t *val;
-        json_object_foreach(labels, key, val) {
+        json_object_foreach(labels, key, val)
+        {
             if (!json_is_integer(val)) continue;
             size_t used = strlen(have);
             snprintf(have + used, sizeof have - used, "%s%s", used ? ", " : "", key);
@@ -683,12 +693,14 @@ ferry_status fy_repo_resolve_spec(const char *spec, char **model_path, int64_t *
 {
     const char *at = spec ? strrchr(spec, '@') : NULL;
     const char *slash = at ? at : NULL;
-    while (slash && slash > spec && slash[-1] != '/') slash--;
+    while (slash && slash > spec && slash[-1] != '/')
+        slash--;
     if (!at || !slash || slash == spec || slash - 1 == spec)
         return fy_error(FERRY_E_INVALID_ARG, "\"%s\" is not REPO/NAME@LABEL", spec ? spec : "");
     size_t repo_len = (size_t)(slash - 1 - spec);
     char repo[4096], name[256], label[256];
-    if (repo_len >= sizeof repo || (size_t)(at - slash) >= sizeof name || strlen(at + 1) >= sizeof label)
+    if (repo_len >= sizeof repo || (size_t)(at - slash) >= sizeof name ||
+        strlen(at + 1) >= sizeof label)
         return fy_error(FERRY_E_INVALID_ARG, "\"%s\": too long", spec);
     memcpy(repo, spec, repo_len);
     repo[repo_len] = '\0';
@@ -707,8 +719,7 @@ ferry_status fy_repo_resolve_spec(const char *spec, char **model_path, int64_t *
 }
 
 /* The version must exist and verify before a label may point at it. */
-static ferry_status check_version(const char *dir, const char *name, int64_t version,
-                                  int *refused)
+static ferry_status check_version(const char *dir, const char *name, int64_t version, int *refused)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%lld", dir, (long long)version);
@@ -791,7 +802,8 @@ static ferry_status label_stack(const char *dir, const char *label, int64_t **ou
         if (l && action && json_is_integer(jv) && !strcmp(l, label)) {
             int64_t v = (int64_t)json_integer_value(jv);
             if (!strcmp(action, "rollback")) {
-                while (top > 0 && stack[top - 1] != v) top--;
+                while (top > 0 && stack[top - 1] != v)
+                    top--;
                 if (top == 0) stack[top++] = v; /* history was trimmed: restart from here */
             } else if (top == 0 || stack[top - 1] != v) {
                 if (top == cap) {
@@ -842,7 +854,8 @@ ferry_status ferry_repo_rollback(const char *repo, const char *name, const char 
     if (rc == FERRY_OK) rc = label_stack(dir, label, &stack, &n);
     if (rc == FERRY_OK) {
         int64_t current = label_version(labels, label);
-        while (n > 0 && stack[n - 1] == current) n--;
+        while (n > 0 && stack[n - 1] == current)
+            n--;
         if (!current) {
             *refused = 1;
             rc = fy_error(FERRY_E_INVALID_ARG, "%s: label \"%s\" is not set; nothing to roll back",
@@ -860,7 +873,8 @@ ferry_status ferry_repo_rollback(const char *repo, const char *name, const char 
                 json_object_set_new(labels, label, json_integer(target));
                 rc = store_labels(dir, labels);
             }
-            if (rc == FERRY_OK) rc = append_history(dir, "rollback", target, label, current, reason);
+            if (rc == FERRY_OK)
+                rc = append_history(dir, "rollback", target, label, current, reason);
             if (rc == FERRY_OK) {
                 if (from) *from = current;
                 if (to) *to = target;
@@ -898,13 +912,16 @@ static void describe_version(const char *dir, json_t *labels, ferry_repo_version
     out->accuracy = out->f1_macro = out->latency_p95_ms = NAN;
     const char *key;
     json_t *val;
-    json_object_foreach(labels, key, val) {
+    json_object_foreach(labels, key, val)
+    {
         if (!json_is_integer(val) || json_integer_value(val) != out->version) continue;
         size_t used = strlen(out->labels);
         snprintf(out->labels + used, sizeof out->labels - used, "%s%s", used ? "," : "", key);
     }
-    if (fy_manifest_verify(path) == FERRY_OK) out->verified = 1;
-    else snprintf(out->problem, sizeof out->problem, "%s", ferry_last_error());
+    if (fy_manifest_verify(path) == FERRY_OK)
+        out->verified = 1;
+    else
+        snprintf(out->problem, sizeof out->problem, "%s", ferry_last_error());
     snprintf(path + strlen(path), sizeof path - strlen(path), "/%s", FY_MANIFEST_NAME);
     json_t *m = json_load_file(path, 0, NULL);
     if (!json_is_object(m)) {
@@ -917,7 +934,8 @@ static void describe_version(const char *dir, json_t *labels, ferry_repo_version
     size_t i;
     json_t *e;
     long long total = 0;
-    json_array_foreach(files, i, e) total += (long long)json_integer_value(json_object_get(e, "size"));
+    json_array_foreach(files, i, e) total +=
+        (long long)json_integer_value(json_object_get(e, "size"));
     if (json_is_array(files)) out->size = total;
     json_t *src = json_object_get(m, "source");
     const char *commit = json_string_value(json_object_get(src, "git_commit"));
@@ -985,7 +1003,8 @@ ferry_status ferry_repo_versions(const char *repo, const char *name, ferry_repo_
 
 void ferry_repo_versions_free(ferry_repo_version *v, int n)
 {
-    for (int i = 0; v && i < n; i++) free(v[i].metrics_json);
+    for (int i = 0; v && i < n; i++)
+        free(v[i].metrics_json);
     free(v);
 }
 
@@ -999,8 +1018,9 @@ ferry_status ferry_repo_names(const char *repo, char ***names, int *n)
     *names = NULL;
     *n = 0;
     DIR *d = repo ? opendir(repo) : NULL;
-    if (!d) return fy_error(FERRY_E_IO, "cannot open repository %s: %s", repo ? repo : "(null)",
-                            strerror(errno));
+    if (!d)
+        return fy_error(FERRY_E_IO, "cannot open repository %s: %s", repo ? repo : "(null)",
+                        strerror(errno));
     name_list l = {0};
     struct dirent *de;
     ferry_status rc = FERRY_OK;
@@ -1044,7 +1064,8 @@ ferry_status ferry_repo_check_labels(const char *repo, const char *name)
     char problems[1024] = "";
     const char *key;
     json_t *val;
-    json_object_foreach(labels, key, val) {
+    json_object_foreach(labels, key, val)
+    {
         if (!strcmp(key, "canary_weight")) {
             double w = json_is_number(val) ? json_number_value(val) : -1;
             if (w < 0 || w > 1) {

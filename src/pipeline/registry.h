@@ -8,11 +8,11 @@
 #include "ferry/registry.h"
 
 /* labels.json holds {"stable": 3, "canary": 4, ...} plus an optional "canary_weight" number. */
-#define FY_LABELS_NAME "labels.json"
+#define FY_LABELS_NAME  "labels.json"
 #define FY_HISTORY_NAME "history.jsonl"
-#define FY_LOCK_NAME ".lock"
-#define FY_TMP_PREFIX ".tmp-"
-#define FY_MAX_LABELS 32 /* what ferry serve routes per model */
+#define FY_LOCK_NAME    ".lock"
+#define FY_TMP_PREFIX   ".tmp-"
+#define FY_MAX_LABELS   32 /* what ferry serve routes per model */
 
 /* A model or label name: 1..128 of [A-Za-z0-9._-], not "." or "..". */
 int fy_repo_name_ok(const char *s);

@@ -130,8 +130,12 @@ static void write_model(const char *path, const char *external)
 static int64_t publish(const char *model, const char *repo, int64_t version, const char *label,
                        ferry_status want, int want_refused)
 {
-    ferry_publish_options o = {.model = model, .repo = repo, .name = "m", .version = version,
-                               .label = label, .reason = "unit test"};
+    ferry_publish_options o = {.model = model,
+                               .repo = repo,
+                               .name = "m",
+                               .version = version,
+                               .label = label,
+                               .reason = "unit test"};
     int64_t v = 0;
     int refused = -1;
     ferry_status rc = ferry_repo_publish(&o, &v, &refused);
@@ -144,7 +148,8 @@ static int count_lines(const char *path)
 {
     char *s = read_text(path);
     int n = 0;
-    for (char *p = s; p && *p; p++) n += *p == '\n';
+    for (char *p = s; p && *p; p++)
+        n += *p == '\n';
     free(s);
     return n;
 }
@@ -217,7 +222,8 @@ static void publish_makes_immutable_versions(void **state)
     assert_int_equal(ferry_repo_versions(repo, "m", &list, &n), FERRY_OK);
     assert_int_equal(n, 4);
     assert_int_equal(list[3].version, 8);
-    for (int i = 0; i < n; i++) assert_int_equal(list[i].verified, 1);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(list[i].verified, 1);
     assert_string_equal(list[1].labels, "canary");
     ferry_repo_versions_free(list, n);
     publish(model, repo, 0, NULL, FERRY_OK, 0);
@@ -274,7 +280,8 @@ static void labels_move_and_roll_back(void **state)
     snprintf(model, sizeof model, "%s/model.onnx", root);
     snprintf(repo, sizeof repo, "%s/repo", root);
     write_model(model, NULL);
-    for (int i = 0; i < 4; i++) publish(model, repo, 0, NULL, FERRY_OK, 0);
+    for (int i = 0; i < 4; i++)
+        publish(model, repo, 0, NULL, FERRY_OK, 0);
     int refused = 0;
     int64_t prev = -1, from = 0, to = 0;
     assert_int_equal(ferry_repo_rollback(repo, "m", NULL, NULL, &from, &to, &refused),
@@ -358,8 +365,8 @@ typedef struct race_arg {
 static void *race(void *p)
 {
     race_arg *a = p;
-    ferry_publish_options o = {.model = a->model, .repo = a->repo, .name = "m",
-                               .version = a->version};
+    ferry_publish_options o = {
+        .model = a->model, .repo = a->repo, .name = "m", .version = a->version};
     a->rc = ferry_repo_publish(&o, &a->version, &a->refused);
     return NULL;
 }
@@ -436,15 +443,18 @@ static void hostile_manifests_are_rejected(void **state)
         "{\"files\": [{\"path\": \"../3/model.onnx\", \"size\": 36, \"sha256\": \"%s\"}]}",
         "{\"files\": [{\"path\": \"/etc/passwd\", \"size\": 36, \"sha256\": \"%s\"}]}",
         "{\"files\": [{\"path\": \"./model.onnx\", \"size\": 36, \"sha256\": \"%s\"}]}",
-        "{\"files\": [{\"path\": \"model.onnx\", \"size\": 999999999999999999, \"sha256\": \"%s\"}]}",
+        "{\"files\": [{\"path\": \"model.onnx\", \"size\": 999999999999999999, \"sha256\": "
+        "\"%s\"}]}",
         "{\"files\": [{\"path\": \"model.onnx\", \"size\": -1, \"sha256\": \"%s\"}]}",
         "{\"files\": [{\"path\": \"model.onnx\", \"size\": \"36\", \"sha256\": \"%s\"}]}",
         "{\"files\": [{\"path\": \"model.onnx\", \"size\": 36, \"sha256\": \"00\"}]}",
         "{\"files\": [{\"path\": \"model.onnx\", \"size\": 36, \"sha256\": \"%s\"},"
         " {\"path\": \"model.onnx\", \"size\": 36, \"sha256\": \"%s\"}]}",
-        "{\"version\": 4, \"files\": [{\"path\": \"model.onnx\", \"size\": 36, \"sha256\": \"%s\"}]}",
+        "{\"version\": 4, \"files\": [{\"path\": \"model.onnx\", \"size\": 36, \"sha256\": "
+        "\"%s\"}]}",
         "{\"files\": [{\"path\": \"other.bin\", \"size\": 36, \"sha256\": \"%s\"}]}",
-        "{\"files\": [{\"path\": \"model.onnx\", \"size\": 36, \"sha256\": \"%s\", \"sha256\": 1}]}",
+        "{\"files\": [{\"path\": \"model.onnx\", \"size\": 36, \"sha256\": \"%s\", \"sha256\": "
+        "1}]}",
         "{\"files\": [{\"path\": \"model.onnx\\u0000x\", \"size\": 36, \"sha256\": \"%s\"}]}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -457,21 +467,24 @@ static void hostile_manifests_are_rejected(void **state)
     char *deep = malloc(cap);
     size_t n = 0;
     n += (size_t)snprintf(deep, cap, "{\"files\": ");
-    for (int i = 0; i < 5000; i++) deep[n++] = '[';
+    for (int i = 0; i < 5000; i++)
+        deep[n++] = '[';
     deep[n] = '\0';
     assert_int_equal(verify_with(dir, deep), FERRY_E_PARSE);
     n = (size_t)snprintf(deep, cap, "{\"files\": [");
     for (int i = 0; i < 3000 && n + 80 < cap; i++)
-        n += (size_t)snprintf(deep + n, cap - n, "%s{\"path\": \"f%d\", \"size\": 1, "
-                              "\"sha256\": \"%064d\"}", i ? "," : "", i, 0);
+        n += (size_t)snprintf(deep + n, cap - n,
+                              "%s{\"path\": \"f%d\", \"size\": 1, "
+                              "\"sha256\": \"%064d\"}",
+                              i ? "," : "", i, 0);
     snprintf(deep + n, cap - n, "]}");
     assert_int_equal(verify_with(dir, deep), FERRY_E_PARSE);
     assert_true(strlen(ferry_last_error()) < 4096);
     free(deep);
     /* Files the manifest does not list, and symlinks in place of files, do not verify. */
     snprintf(line, sizeof line,
-             "{\"files\": [{\"path\": \"model.onnx\", \"size\": %lld, \"sha256\": \"%s\"}]}",
-             size, hex);
+             "{\"files\": [{\"path\": \"model.onnx\", \"size\": %lld, \"sha256\": \"%s\"}]}", size,
+             hex);
     snprintf(path, sizeof path, "%s/extra.bin", dir);
     write_text(path, "slipped in");
     assert_int_equal(verify_with(dir, line), FERRY_E_PARSE);
