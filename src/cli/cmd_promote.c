@@ -19,6 +19,15 @@ static void help(FILE *f)
             "2 bad usage or input, 3 internal error.\n");
 }
 
+/* True for the options that take a value (so a missing value gets its own message). */
+static int takes_value(const char *a)
+{
+    static const char *const opts[] = {"--repo", "--label", "--reason"};
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
+        if (!strcmp(a, opts[i])) return 1;
+    return 0;
+}
+
 int cmd_promote(int argc, char **argv)
 {
     const char *repo = NULL, *label = "stable", *reason = NULL, *name = NULL, *ver = NULL;
@@ -27,7 +36,7 @@ int cmd_promote(int argc, char **argv)
         if (cli_is_help(a)) {
             help(stdout);
             return EXIT_OK;
-        } else if (a[0] == '-' && i + 1 >= argc) {
+        } else if (i + 1 >= argc && takes_value(a)) {
             fprintf(stderr, "ferry promote: %s needs a value\n", a);
             return EXIT_USAGE;
         } else if (!strcmp(a, "--repo")) {

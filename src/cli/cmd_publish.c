@@ -27,6 +27,16 @@ static void help(FILE *f)
             "3 internal error.\n");
 }
 
+/* True for the options that take a value (so a missing value gets its own message). */
+static int takes_value(const char *a)
+{
+    static const char *const opts[] = {"--repo",   "--name",   "--label",
+                                       "--report", "--reason", "--version"};
+    for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++)
+        if (!strcmp(a, opts[i])) return 1;
+    return 0;
+}
+
 int cmd_publish(int argc, char **argv)
 {
     ferry_publish_options o = {0};
@@ -39,7 +49,7 @@ int cmd_publish(int argc, char **argv)
             return EXIT_OK;
         } else if (!strcmp(a, "--quiet")) {
             quiet = 1;
-        } else if (a[0] == '-' && a[1] == '-' && !next) {
+        } else if (!next && takes_value(a)) {
             fprintf(stderr, "ferry publish: %s needs a value\n", a);
             return EXIT_USAGE;
         } else if (!strcmp(a, "--repo")) {

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# test_registry_cli.sh — exit codes and messages of ferry publish/promote/rollback/versions/verify
+# as scripts and CI jobs see them: 0 ok, 1 refused or a check failed, 2 bad usage or input.
+# usage: test_registry_cli.sh FERRY SOURCE_DIR WORKDIR
+set -uo pipefail
+FERRY=$1 SRC=$2 WORK=$3
+M=$SRC/examples/fashion-mnist
+R=$WORK/repo
+rm -rf "$WORK" && mkdir -p "$WORK"
+fails=0
+expect() { # expect CODE PATTERN -- command...: exit code and a pattern in stdout+stderr
+  local want=$1 pat=$2
+  shift 3
+  local out rc
+  out=$("$@" 2>&1)
+  rc=$?
+  if [ "$rc" != "$want" ] || ! grep -qE -- "$pat" <<<"$out"; then
+    echo "FAIL: $* -> exit $rc (want $want), output:"
+    echo "$out" | sed 's/^/    /'
+    fails=$((fails + 1))
+  fi
+}
+
+expect 0 'usage: ferry publish' -- "$FERRY" publish --help
+expect 2 'usage: ferry publish' -- "$FERRY" publish "$M/cnn.onnx"
+expect 2 'must be 1-128 characters' -- "$FERRY" publish "$M/cnn.onnx" --repo "$R" --name ../x
+expect 2 'not an ONNX model' -- "$FERRY" publish "$M/README.md" --repo "$R" --name m
+expect 2 'version must be a positive' -- "$FERRY" publish "$M/cnn.onnx" --repo "$R" --name m --version 0
+expect 2 'unknown option' -- "$FERRY" publish "$M/cnn.onnx" --repo "$R" --name m --frobnicate
+expect 0 '^1$' -- "$FERRY" publish "$M/cnn.onnx" --repo "$R" --name m --quiet
+expect 0 'version 2 to' -- "$FERRY" publish "$M/cnn-weak.onnx" --repo "$R" --name m --reason "weak one"
+expect 1 'already exists' -- "$FERRY" publish "$M/cnn.onnx" --repo "$R" --name m --version 2
+expect 1 'no version 9' -- "$FERRY" promote m 9 --repo "$R"
+expect 2 'VERSION must be a positive' -- "$FERRY" promote m x --repo "$R"
+expect 1 'no model "nope"' -- "$FERRY" promote nope 1 --repo "$R"
+expect 1 'label "stable" is not set' -- "$FERRY" rollback m --repo "$R"
+expect 0 'label stable -> 1' -- "$FERRY" promote m 1 --repo "$R"
+expect 0 'label stable 1 -> 2' -- "$FERRY" promote m 2 --repo "$R" --reason "try the weak one"
+expect 0 'rolled back 2 -> 1' -- "$FERRY" rollback m --repo "$R" --reason "it was weak"
+expect 1 'nothing to roll back to' -- "$FERRY" rollback m --repo "$R"
+expect 0 'all verify' -- "$FERRY" verify --repo "$R"
+expect 0 '1 +[0-9T:Z-]+ +stable .* ok' -- "$FERRY" versions m --repo "$R"
+expect 2 'no model "nope"' -- "$FERRY" versions nope --repo "$R"
+
+# --json is valid JSON with both versions and the labels.
+"$FERRY" versions m --repo "$R" --json > "$WORK/v.json"
+/usr/bin/python3 - "$WORK/v.json" <<'PY' || fails=$((fails + 1))
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["labels"] == {"stable": 1}, d["labels"]
+assert [v["version"] for v in d["versions"]] == [1, 2]
+assert all(v["verified"] for v in d["versions"])
+assert d["versions"][0]["labels"] == ["stable"]
+PY
+
+# history.jsonl: one JSON object per change with who, where, why.
+/usr/bin/python3 - "$R/m/history.jsonl" <<'PY' || fails=$((fails + 1))
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["action"] for r in rows] == ["publish", "publish", "promote", "promote", "rollback"], rows
+for r in rows:
+    assert set(r) == {"time", "user", "host", "action", "version", "label", "previous", "reason"}, r
+assert rows[4]["version"] == 1 and rows[4]["previous"] == 2 and rows[4]["reason"] == "it was weak"
+PY
+
+# Corrupt version 2 and add a stray file to version 1: verify fails listing both; promoting
+# the corrupt version is refused; a temp dir left by a killed publish is ignored.
+printf 'X' | dd of="$R/m/2/model.onnx" bs=1 seek=100 conv=notrunc status=none
+echo stray > "$R/m/1/notes.txt"
+mkdir "$R/m/.tmp-publish-killed"
+expect 1 'BAD +m/1: .*notes.txt: not in the manifest' -- "$FERRY" verify --repo "$R"
+expect 1 'BAD +m/2: .*model.onnx: sha256 differs' -- "$FERRY" verify --repo "$R" m
+expect 1 'sha256 differs' -- "$FERRY" promote m 2 --repo "$R"
+expect 0 'BAD' -- "$FERRY" versions m --repo "$R"
+expect 2 'cannot open repository' -- "$FERRY" verify --repo "$WORK/missing"
+
+[ "$fails" = 0 ] && echo "registry CLI: all checks passed" || { echo "$fails check(s) failed"; exit 1; }
