@@ -141,6 +141,21 @@ static int64_t highest_version(const char *dir)
     return best;
 }
 
+/* rename() would silently replace an empty directory someone created by hand at the
+ * destination; RENAME_NOREPLACE refuses. File systems without it fall back to rename(), which
+ * the lock already makes safe against other ferry writers. */
+static int rename_noreplace(const char *from, const char *to)
+{
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) return 0;
+    if (errno != EINVAL && errno != ENOSYS) return -1;
+    struct stat st;
+    if (lstat(to, &st) == 0) {
+        errno = EEXIST;
+        return -1;
+    }
+    return rename(from, to);
+}
+
 /* ---- lock ----------------------------------------------------------------------------------- */
 
 /* Every writer of REPO/NAME holds an exclusive flock on REPO/NAME/.lock; the kernel drops it when
@@ -614,8 +629,10 @@ ferry_status ferry_repo_publish(const ferry_publish_options *o, int64_t *version
             *strrchr(sub, '/') = '\0';
             fsync_path(sub);
         }
-    if (rc == FERRY_OK && rename(tmp, final) != 0)
+    if (rc == FERRY_OK && rename_noreplace(tmp, final) != 0) {
+        *refused = errno == EEXIST || errno == ENOTEMPTY;
         rc = fy_error(FERRY_E_IO, "cannot rename %s to %s: %s", tmp, final, strerror(errno));
+    }
     if (rc != FERRY_OK) {
         rm_rf(tmp);
         goto done;
