@@ -74,4 +74,27 @@ expect 1 'sha256 differs' -- "$FERRY" promote m 2 --repo "$R"
 expect 0 'BAD' -- "$FERRY" versions m --repo "$R"
 expect 2 'cannot open repository' -- "$FERRY" verify --repo "$WORK/missing"
 
+# Processes racing: six publishes for the same --version, exactly one wins (exit 0), the others
+# are refused (exit 1); six without --version all get their own number.
+pids=()
+for i in 1 2 3 4 5 6; do
+  "$FERRY" publish "$M/cnn.onnx" --repo "$R" --name race --version 3 >/dev/null 2>&1 &
+  pids+=($!)
+done
+wins=0 refusals=0
+for p in "${pids[@]}"; do
+  wait "$p"
+  case $? in 0) wins=$((wins + 1)) ;; 1) refusals=$((refusals + 1)) ;; esac
+done
+[ "$wins" = 1 ] && [ "$refusals" = 5 ] || { echo "FAIL: race for version 3: $wins wins, $refusals refusals"; fails=$((fails + 1)); }
+pids=()
+for i in 1 2 3 4 5 6; do
+  "$FERRY" publish "$M/cnn.onnx" --repo "$R" --name race --quiet >> "$WORK/race.txt" 2>&1 &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || { echo "FAIL: a racing publish failed"; fails=$((fails + 1)); }; done
+[ "$(sort -n "$WORK/race.txt" | tr '\n' ' ')" = "4 5 6 7 8 9 " ] ||
+  { echo "FAIL: racing publishes got versions: $(tr '\n' ' ' < "$WORK/race.txt")"; fails=$((fails + 1)); }
+expect 0 '7 versions of 1 model checked: all verify' -- "$FERRY" verify --repo "$R" race
+
 [ "$fails" = 0 ] && echo "registry CLI: all checks passed" || { echo "$fails check(s) failed"; exit 1; }
