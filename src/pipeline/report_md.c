@@ -147,12 +147,13 @@ ferry_status fy_report_markdown(const ferry_validation *v, FILE *f)
     }
     fprintf(f,
             "<sub>ferry validate · inputs (x − %g) × %g%s · %s · latency: batch 1, %d runs%s · "
-            "throughput: batch %d · %.1f s</sub>\n",
+            "throughput: batch %d%s · %.1f s</sub>\n",
             v->mean, v->scale, v->scale_auto && v->scale != 1 ? " (automatic for uint8 data)" : "",
             v->classification ? (v->cand.softmax_applied ? "log loss on softmax(outputs)"
                                                          : "outputs are probabilities")
                               : "regression outputs as they are",
             v->cand.n_latency, v->have_base ? ", alternating with the baseline" : "",
-            v->opts.batch > 0 ? v->opts.batch : 64, v->wall_seconds);
+            v->opts.batch > 0 ? v->opts.batch : 64, v->have_base ? ", alternating" : "",
+            v->wall_seconds);
     return ferror(f) ? fy_error(FERRY_E_IO, "cannot write the Markdown report") : FERRY_OK;
 }

@@ -19,6 +19,7 @@
 #define DEFAULT_BATCH        64
 #define DEFAULT_LATENCY_RUNS 200
 #define LATENCY_WARMUP       5
+#define THROUGHPUT_BATCHES   32
 
 static double now_s(void)
 {
@@ -415,6 +416,37 @@ static ferry_status evaluate(ferry_validation *v, fy_model_eval *e, model_run *r
     return FERRY_OK;
 }
 
+/* With a baseline, throughput is measured again with the two models alternating batch by batch
+ * (up to THROUGHPUT_BATCHES batches each, after one warm-up), for the same reason as latency:
+ * the sequential evaluation passes can meet different loads on a shared machine. */
+static ferry_status time_throughput(ferry_validation *v, model_run *runs, fy_model_eval **evals,
+                                    const ferry_value *data)
+{
+    double seconds[2] = {0, 0};
+    int64_t samples[2] = {0, 0};
+    int64_t batches = (v->n_samples + runs[0].batch - 1) / runs[0].batch;
+    if (batches > THROUGHPUT_BATCHES) batches = THROUGHPUT_BATCHES;
+    ferry_fit_options fo = {.scale = v->scale, .mean = v->mean};
+    for (int64_t i = -1; i < batches; i++) {
+        for (int m = 0; m < 2; m++) {
+            int64_t start = (i < 0 ? 0 : i) * runs[m].batch;
+            if (start >= v->n_samples) continue;
+            int64_t b = v->n_samples - start < runs[m].batch ? v->n_samples - start : runs[m].batch;
+            ferry_value *x, *out = NULL;
+            FY_CHECK(ferry_dataset_fit(data, start, b, &runs[m].in, &fo, &x));
+            double sec;
+            ferry_status rc = run_once(v, &runs[m], data, start, b, &x, &sec, &out);
+            ferry_value_free(x);
+            ferry_value_free(out);
+            if (rc != FERRY_OK) return fy_error_wrap(rc, "%s", evals[m]->path);
+            if (i >= 0) seconds[m] += sec, samples[m] += b;
+        }
+    }
+    for (int m = 0; m < 2; m++)
+        if (seconds[m] > 0) evals[m]->v[FY_M_THROUGHPUT] = (double)samples[m] / seconds[m];
+    return FERRY_OK;
+}
+
 /* Batch-1 latency of both models, alternating run by run so that a busy neighbour on a shared
  * machine slows both alike. */
 static ferry_status time_latency(ferry_validation *v, model_run *runs, fy_model_eval **evals,
@@ -445,7 +477,7 @@ static ferry_status time_latency(ferry_validation *v, model_run *runs, fy_model_
     }
     for (int m = 0; m < n_models; m++)
         fy_metrics_latency(evals[m]);
-    return FERRY_OK;
+    return n_models == 2 ? time_throughput(v, runs, evals, data) : FERRY_OK;
 }
 
 /* One throwaway batch-1 run, so that the process-wide costs paid once (oneDNN's JIT kernels,
