@@ -44,6 +44,12 @@ ferry_status ferry_repo_promote(const char *repo, const char *name, int64_t vers
                                 const char *label, const char *reason, int64_t *previous,
                                 int *refused);
 
+/* Points the "canary" label at version and sets "canary_weight" (0..1: the share of unlabelled
+ * requests ferry serve sends to the canary) in the same atomic change. */
+ferry_status ferry_repo_promote_canary(const char *repo, const char *name, int64_t version,
+                                       double weight, const char *reason, int64_t *previous,
+                                       int *refused);
+
 /* Moves label back to the version that held it before the current one (history.jsonl).
  * *from and *to get the versions. */
 ferry_status ferry_repo_rollback(const char *repo, const char *name, const char *label,

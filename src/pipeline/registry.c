@@ -241,7 +241,7 @@ static ferry_status store_labels(const char *dir, json_t *labels)
     char tmp[4096], path[4096];
     snprintf(tmp, sizeof tmp, "%s/%slabels-%d", dir, FY_TMP_PREFIX, (int)getpid());
     snprintf(path, sizeof path, "%s/%s", dir, FY_LABELS_NAME);
-    char *text = json_dumps(labels, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    char *text = json_dumps(labels, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
     if (!text) return fy_error(FERRY_E_NOMEM, "out of memory");
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
@@ -278,8 +278,10 @@ static void who(char *user, size_t ucap, char *host, size_t hcap)
 }
 
 /* Appends one change to history.jsonl with a single O_APPEND write, then fsyncs. */
+/* weight >= 0 adds "weight" (a canary_weight set in the same change). */
 static ferry_status append_history(const char *dir, const char *action, int64_t version,
-                                   const char *label, int64_t previous, const char *reason)
+                                   const char *label, int64_t previous, const char *reason,
+                                   double weight)
 {
     char when[40], user[128], host[256];
     fy_utc_now(when, sizeof when, 1);
@@ -293,7 +295,8 @@ static ferry_status append_history(const char *dir, const char *action, int64_t 
     json_object_set_new(e, "label", label ? json_string(label) : json_null());
     json_object_set_new(e, "previous", previous > 0 ? json_integer(previous) : json_null());
     json_object_set_new(e, "reason", reason ? json_string(reason) : json_null());
-    char *line = json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (weight >= 0) json_object_set_new(e, "weight", json_real(weight));
+    char *line = json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
     json_decref(e);
     if (!line) return fy_error(FERRY_E_NOMEM, "out of memory (or reason is not UTF-8)");
     size_t len = strlen(line);
@@ -653,11 +656,11 @@ ferry_status ferry_repo_publish(const ferry_publish_options *o, int64_t *version
         if (rc != FERRY_OK) {
             rc = fy_error_wrap(rc, "version %lld was published but label \"%s\" was not set",
                                (long long)v, o->label);
-            append_history(dir, "publish", v, NULL, 0, o->reason);
+            append_history(dir, "publish", v, NULL, 0, o->reason, -1);
             goto done;
         }
     }
-    rc = append_history(dir, "publish", v, o->label, previous, o->reason);
+    rc = append_history(dir, "publish", v, o->label, previous, o->reason, -1);
 done:
     unlock_model(lock);
     json_decref(metrics);
@@ -756,7 +759,7 @@ static ferry_status check_version(const char *dir, const char *name, int64_t ver
 
 static ferry_status set_label(const char *repo, const char *name, const char *label,
                               const char *action, const char *reason, int64_t version,
-                              int64_t *previous, int *refused)
+                              double weight, int64_t *previous, int *refused)
 {
     char dir[4096];
     FY_CHECK(model_dir(repo, name, dir, sizeof dir));
@@ -775,8 +778,9 @@ static ferry_status set_label(const char *repo, const char *name, const char *la
         int64_t prev = label_version(labels, label);
         if (previous) *previous = prev;
         json_object_set_new(labels, label, json_integer(version));
+        if (weight >= 0) json_object_set_new(labels, "canary_weight", json_real(weight));
         rc = store_labels(dir, labels);
-        if (rc == FERRY_OK) rc = append_history(dir, action, version, label, prev, reason);
+        if (rc == FERRY_OK) rc = append_history(dir, action, version, label, prev, reason, weight);
     }
     json_decref(labels);
     unlock_model(lock);
@@ -794,7 +798,22 @@ ferry_status ferry_repo_promote(const char *repo, const char *name, int64_t vers
     FY_CHECK(check_names(repo, name, label));
     if (version <= 0 || version > MAX_VERSION)
         return fy_error(FERRY_E_INVALID_ARG, "version must be a positive integer");
-    return set_label(repo, name, label, "promote", reason, version, previous, refused);
+    return set_label(repo, name, label, "promote", reason, version, -1, previous, refused);
+}
+
+ferry_status ferry_repo_promote_canary(const char *repo, const char *name, int64_t version,
+                                       double weight, const char *reason, int64_t *previous,
+                                       int *refused)
+{
+    int dummy;
+    if (!refused) refused = &dummy;
+    *refused = 0;
+    FY_CHECK(check_names(repo, name, "canary"));
+    if (version <= 0 || version > MAX_VERSION)
+        return fy_error(FERRY_E_INVALID_ARG, "version must be a positive integer");
+    if (!(weight >= 0 && weight <= 1))
+        return fy_error(FERRY_E_INVALID_ARG, "canary weight must be in [0, 1]");
+    return set_label(repo, name, "canary", "promote", reason, version, weight, previous, refused);
 }
 
 /* Replays history.jsonl for one label as a stack: promote/publish push the version they set,
@@ -818,25 +837,27 @@ static ferry_status label_stack(const char *dir, const char *label, int64_t **ou
         json_t *jv = json_object_get(e, "version");
         if (l && action && json_is_integer(jv) && !strcmp(l, label)) {
             int64_t v = (int64_t)json_integer_value(jv);
+            int push = 0;
             if (!strcmp(action, "rollback")) {
                 while (top > 0 && stack[top - 1] != v)
                     top--;
-                if (top == 0) stack[top++] = v; /* history was trimmed: restart from here */
-            } else if (top == 0 || stack[top - 1] != v) {
-                if (top == cap) {
-                    cap = cap ? cap * 2 : 16;
-                    int64_t *s = realloc(stack, sizeof *s * (size_t)cap);
-                    if (!s) {
-                        json_decref(e);
-                        free(stack);
-                        free(line);
-                        fclose(f);
-                        return fy_error(FERRY_E_NOMEM, "out of memory");
-                    }
-                    stack = s;
-                }
-                stack[top++] = v;
+                push = top == 0; /* history was trimmed: restart from here */
+            } else if (!strcmp(action, "promote") || !strcmp(action, "publish")) {
+                push = top == 0 || stack[top - 1] != v;
             }
+            if (push && top == cap) {
+                cap = cap ? cap * 2 : 16;
+                int64_t *grown = realloc(stack, sizeof *grown * (size_t)cap);
+                if (!grown) {
+                    json_decref(e);
+                    free(stack);
+                    free(line);
+                    fclose(f);
+                    return fy_error(FERRY_E_NOMEM, "out of memory");
+                }
+                stack = grown;
+            }
+            if (push) stack[top++] = v;
         }
         json_decref(e);
     }
@@ -891,7 +912,7 @@ ferry_status ferry_repo_rollback(const char *repo, const char *name, const char 
                 rc = store_labels(dir, labels);
             }
             if (rc == FERRY_OK)
-                rc = append_history(dir, "rollback", target, label, current, reason);
+                rc = append_history(dir, "rollback", target, label, current, reason, -1);
             if (rc == FERRY_OK) {
                 if (from) *from = current;
                 if (to) *to = target;

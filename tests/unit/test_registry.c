@@ -355,6 +355,46 @@ static void labels_move_and_roll_back(void **state)
     assert_int_equal(ferry_repo_promote(repo, "m", 2, "l7", NULL, &prev, &refused), FERRY_OK);
 }
 
+static void canary_weight_and_odd_histories(void **state)
+{
+    (void)state;
+    char model[512], repo[512], path[1024];
+    snprintf(model, sizeof model, "%s/model.onnx", root);
+    snprintf(repo, sizeof repo, "%s/repo", root);
+    write_model(model, NULL);
+    for (int i = 0; i < 3; i++)
+        publish(model, repo, 0, NULL, FERRY_OK, 0);
+    int refused = 0;
+    int64_t prev = 0, from = 0, to = 0;
+    assert_int_equal(ferry_repo_promote_canary(repo, "m", 2, 1.5, NULL, &prev, &refused),
+                     FERRY_E_INVALID_ARG);
+    assert_int_equal(ferry_repo_promote_canary(repo, "m", 2, 0.1, "canary", &prev, &refused),
+                     FERRY_OK);
+    assert_int_equal(ferry_repo_promote_canary(repo, "m", 3, 0.3, NULL, &prev, &refused), FERRY_OK);
+    assert_int_equal(prev, 2);
+    snprintf(path, sizeof path, "%s/m/labels.json", repo);
+    char *labels = read_text(path);
+    assert_non_null(strstr(labels, "\"canary_weight\": 0.3"));
+    free(labels);
+    assert_int_equal(ferry_repo_check_labels(repo, "m"), FERRY_OK);
+    /* Re-promoting the same version (a weight change) is not a step rollback goes back over. */
+    assert_int_equal(ferry_repo_promote_canary(repo, "m", 3, 0.5, NULL, &prev, &refused), FERRY_OK);
+    assert_int_equal(ferry_repo_rollback(repo, "m", "canary", NULL, &from, &to, &refused),
+                     FERRY_OK);
+    assert_int_equal(to, 2);
+    /* A history that was trimmed (starts with a rollback) or has garbage lines still works. */
+    snprintf(path, sizeof path, "%s/m/history.jsonl", repo);
+    write_text(path, "{\"action\":\"rollback\",\"label\":\"stable\",\"version\":1}\n"
+                     "not json at all\n{\"action\":42}\n\n[1,2]\n"
+                     "{\"action\":\"promote\",\"label\":\"stable\",\"version\":\"3\"}\n"
+                     "{\"action\":\"promote\",\"label\":\"stable\",\"version\":2}\n");
+    snprintf(path, sizeof path, "%s/m/labels.json", repo);
+    write_text(path, "{\"stable\": 2}");
+    assert_int_equal(ferry_repo_rollback(repo, "m", NULL, NULL, &from, &to, &refused), FERRY_OK);
+    assert_int_equal(from, 2);
+    assert_int_equal(to, 1);
+}
+
 typedef struct race_arg {
     const char *model, *repo;
     int64_t version;
@@ -510,6 +550,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(publish_makes_immutable_versions, setup, teardown),
         cmocka_unit_test_setup_teardown(external_data_travels_with_the_model, setup, teardown),
         cmocka_unit_test_setup_teardown(labels_move_and_roll_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(canary_weight_and_odd_histories, setup, teardown),
         cmocka_unit_test_setup_teardown(racing_publishes_are_serialized, setup, teardown),
         cmocka_unit_test_setup_teardown(hostile_manifests_are_rejected, setup, teardown),
     };
