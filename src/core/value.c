@@ -210,6 +210,13 @@ ferry_status fy_tensor_clone(const fy_value *src, fy_value **out)
 ferry_status fy_tensor_borrow(ferry_dtype dtype, int rank, const int64_t *dims, void *data,
                               fy_value **out)
 {
+    return fy_tensor_borrow_release(dtype, rank, dims, data, NULL, NULL, out);
+}
+
+ferry_status fy_tensor_borrow_release(ferry_dtype dtype, int rank, const int64_t *dims,
+                                      void *data, void (*release)(fy_buffer *b), void *ctx,
+                                      fy_value **out)
+{
     *out = NULL;
     int64_t count;
     FY_CHECK(check_shape(rank, dims, &count));
@@ -221,6 +228,9 @@ ferry_status fy_tensor_borrow(ferry_dtype dtype, int rank, const int64_t *dims, 
     }
     b->data = data;
     b->size = (size_t)count * ferry_dtype_size(dtype);
+    b->borrowed = 1;
+    b->release = release;
+    b->release_ctx = ctx;
     *out = tensor_over(v, b, dtype, rank, dims, count);
     return FERRY_OK;
 }

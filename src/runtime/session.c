@@ -184,7 +184,7 @@ ferry_status ferry_session_run(ferry_session *s, int n_inputs, const char *const
     /* outputs that still point into the model's weights are copied: the caller may outlive it */
     for (int i = 0; rc == FERRY_OK && i < g->n_outputs; i++) {
         fy_value *v = outputs[i];
-        if (v->kind == FERRY_VALUE_TENSOR && v->buf && !v->buf->release) {
+        if (v->kind == FERRY_VALUE_TENSOR && v->buf && v->buf->borrowed) {
             fy_value *copy;
             rc = fy_tensor_clone(v, &copy);
             if (rc == FERRY_OK) {
