@@ -38,7 +38,6 @@ typedef struct ferry_validate_options {
     const char *output;       /* the output to evaluate; NULL: the first */
     const char *label_column; /* CSV label column (name or index) */
     const char *class_names;  /* "a,b,c" or a file with one name per line; NULL: 0..C-1 */
-    int top_k;                /* 0: 5 */
 } ferry_validate_options;
 
 /* The result of one validation; opaque, freed with ferry_validation_free. */

@@ -299,10 +299,11 @@ const char *fy_metric_fmt(int id, double v, char *buf, size_t size)
         snprintf(buf, size, "–");
     else if (id == FY_M_THROUGHPUT)
         snprintf(buf, size, "%.0f", v);
+    /* fixed decimals read best in a column, but tiny models would print as 0.000 */
     else if (id >= FY_M_LATENCY_P50 && id <= FY_M_LATENCY_MEAN)
-        snprintf(buf, size, "%.3f", v);
+        snprintf(buf, size, fabs(v) >= 0.01 || v == 0 ? "%.3f" : "%.2g", v);
     else if (id == FY_M_SIZE || id == FY_M_PEAK_RSS)
-        snprintf(buf, size, "%.2f", v);
+        snprintf(buf, size, fabs(v) >= 0.01 || v == 0 ? "%.2f" : "%.2g", v);
     else if (fabs(v) >= 1000)
         snprintf(buf, size, "%.1f", v);
     else

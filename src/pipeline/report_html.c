@@ -224,7 +224,7 @@ static void latency_svg(FILE *f, const ferry_validation *v)
     for (int m = 0; m < models; m++)
         fprintf(f,
                 "<rect x=%d y=8 width=12 height=12 rx=2 fill='%s' opacity='.75'/><text x=%d y=18 "
-                "font-size=12>%s (p50 %.3f ms, p95 %.3f ms)</text>",
+                "font-size=12>%s (p50 %.3g ms, p95 %.3g ms)</text>",
                 left + m * 260, colors[m], left + m * 260 + 17, m ? "baseline" : "candidate",
                 ev[m]->v[FY_M_LATENCY_P50], ev[m]->v[FY_M_LATENCY_P95]);
     for (int t = 0; t <= 4; t++) {
@@ -241,7 +241,7 @@ static void latency_svg(FILE *f, const ferry_validation *v)
             double bh = (double)ph * counts[m][b] / max;
             fprintf(f,
                     "<rect x=%.1f y=%.1f width=%.1f height=%.1f fill='%s' "
-                    "opacity='.75'><title>%.3f–%.3f ms: "
+                    "opacity='.75'><title>%.3g–%.3g ms: "
                     "%d runs</title></rect>\n",
                     left + b * bw + (models == 2 ? m * bw / 2 : 0) + 1, top + ph - bh,
                     (models == 2 ? bw / 2 : bw) - 1.5, bh, colors[m],
@@ -249,7 +249,7 @@ static void latency_svg(FILE *f, const ferry_validation *v)
                     counts[m][b]);
         }
     for (int t = 0; t <= 5; t++)
-        fprintf(f, "<text x=%.1f y=%d font-size=11 fill='#7b8794' text-anchor=middle>%.3f</text>",
+        fprintf(f, "<text x=%.1f y=%d font-size=11 fill='#7b8794' text-anchor=middle>%.3g</text>",
                 left + pw * t / 5.0, top + ph + 16, lo + (hi - lo) * t / 5);
     fprintf(f,
             "<text x=%d y=%d font-size=12 fill='#616e7c' text-anchor=middle>latency at batch 1 "
