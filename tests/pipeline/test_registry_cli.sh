@@ -27,6 +27,8 @@ expect 2 'must be 1-128 characters' -- "$FERRY" publish "$M/cnn.onnx" --repo "$R
 expect 2 'not an ONNX model' -- "$FERRY" publish "$M/README.md" --repo "$R" --name m
 expect 2 'version must be a positive' -- "$FERRY" publish "$M/cnn.onnx" --repo "$R" --name m --version 0
 expect 2 'unknown option' -- "$FERRY" publish "$M/cnn.onnx" --repo "$R" --name m --frobnicate
+expect 2 'report .*missing.json' -- "$FERRY" publish "$M/cnn.onnx" --repo "$R" --name m --report "$WORK/missing.json"
+[ ! -e "$R/m/1" ] || { echo "FAIL: a publish with a bad --report created a version"; fails=$((fails + 1)); }
 expect 0 '^1$' -- "$FERRY" publish "$M/cnn.onnx" --repo "$R" --name m --quiet
 expect 0 'version 2 to' -- "$FERRY" publish "$M/cnn-weak.onnx" --repo "$R" --name m --reason "weak one"
 expect 1 'already exists' -- "$FERRY" publish "$M/cnn.onnx" --repo "$R" --name m --version 2
