@@ -711,11 +711,12 @@ ferry_status ferry_repo_resolve(const char *repo, const char *name, const char *
 
 ferry_status fy_repo_resolve_spec(const char *spec, char **model_path, int64_t *version)
 {
+    /* NAME starts after the last '/' before the last '@'; REPO is everything before that '/'. */
     const char *at = spec ? strrchr(spec, '@') : NULL;
-    const char *slash = at ? at : NULL;
+    const char *slash = at;
     while (slash && slash > spec && slash[-1] != '/')
         slash--;
-    if (!at || !slash || slash == spec || slash - 1 == spec)
+    if (!at || slash == spec || slash - 1 == spec)
         return fy_error(FERRY_E_INVALID_ARG, "\"%s\" is not REPO/NAME@LABEL", spec ? spec : "");
     size_t repo_len = (size_t)(slash - 1 - spec);
     char repo[4096], name[256], label[256];
