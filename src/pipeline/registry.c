@@ -730,6 +730,10 @@ ferry_status fy_repo_resolve_spec(const char *spec, char **model_path, int64_t *
     snprintf(label, sizeof label, "%s", at + 1);
     int64_t v;
     FY_CHECK(fy_repo_resolve_label(repo, name, label, &v));
+    char vdir[4400];
+    snprintf(vdir, sizeof vdir, "%s/%s/%lld", repo, name, (long long)v);
+    if (fy_manifest_verify(vdir) == FERRY_E_PARSE)
+        return fy_error_wrap(FERRY_E_PARSE, "%s is version %lld", spec, (long long)v);
     size_t cap = strlen(repo) + strlen(name) + 40;
     char *path = malloc(cap);
     if (!path) return fy_error(FERRY_E_NOMEM, "out of memory");

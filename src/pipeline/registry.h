@@ -28,7 +28,8 @@ ferry_status fy_repo_resolve_label(const char *repo, const char *name, const cha
                                    int64_t *version);
 
 /* "REPO/NAME@LABEL" → the path of that version's model.onnx (malloc'd) and its version. A spec
- * without '@' is not a repository reference: FERRY_E_INVALID_ARG. */
+ * without '@' is not a repository reference: FERRY_E_INVALID_ARG. A version whose manifest does
+ * not verify is FERRY_E_PARSE (never compare against a tampered or corrupt baseline). */
 ferry_status fy_repo_resolve_spec(const char *spec, char **model_path, int64_t *version);
 
 #endif

@@ -335,6 +335,11 @@ static void labels_move_and_roll_back(void **state)
     assert_int_equal(v, 2);
     assert_non_null(strstr(model_path, "/m/2/model.onnx"));
     free(model_path);
+    snprintf(path, sizeof path, "%s/m/labels.json", repo);
+    write_text(path, "{\"stable\": 3}"); /* version 3 was tampered with above */
+    snprintf(path, sizeof path, "%s/m@stable", repo);
+    assert_int_equal(fy_repo_resolve_spec(path, &model_path, &v), FERRY_E_PARSE);
+    assert_non_null(strstr(ferry_last_error(), "sha256"));
     assert_int_equal(fy_repo_resolve_spec("no-at-sign", &model_path, &v), FERRY_E_INVALID_ARG);
     assert_int_equal(fy_repo_resolve_spec("m@stable", &model_path, &v), FERRY_E_INVALID_ARG);
     /* Labels naming no version are what ferry verify reports. */
