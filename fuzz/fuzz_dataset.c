@@ -10,8 +10,8 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
-    static const char *names[] = {"f.npy", "f.npz", "f-idx3-ubyte", "f.csv",
-                                  "f.npy.gz", "f-idx1-ubyte.gz", "f.csv.gz", "f.bin"};
+    static const char *names[] = {"f.npy",    "f.npz",           "f-idx3-ubyte", "f.csv",
+                                  "f.npy.gz", "f-idx1-ubyte.gz", "f.csv.gz",     "f.bin"};
     static const char *labels[] = {NULL, "0", "-1", "label"};
     uint8_t sel = data[0];
     ferry_dataset_options o = {.array = (sel & 0x40) ? "x" : NULL,

@@ -44,6 +44,12 @@ ferry_status ferry_repo_promote(const char *repo, const char *name, int64_t vers
                                 const char *label, const char *reason, int64_t *previous,
                                 int *refused);
 
+/* Points the "canary" label at version and sets "canary_weight" (0..1: the share of unlabelled
+ * requests ferry serve sends to the canary) in the same atomic change. */
+ferry_status ferry_repo_promote_canary(const char *repo, const char *name, int64_t version,
+                                       double weight, const char *reason, int64_t *previous,
+                                       int *refused);
+
 /* Moves label back to the version that held it before the current one (history.jsonl).
  * *from and *to get the versions. */
 ferry_status ferry_repo_rollback(const char *repo, const char *name, const char *label,
@@ -55,12 +61,12 @@ ferry_status ferry_repo_resolve(const char *repo, const char *name, const char *
 
 typedef struct ferry_repo_version {
     int64_t version;
-    char created[40];   /* from the manifest, "" if unknown */
-    char labels[256];   /* comma-separated labels pointing here, "" if none */
-    long long size;     /* bytes of all files listed in the manifest, -1 if unknown */
-    int verified;       /* 1 every hash matches, 0 it does not verify */
-    char problem[512];  /* why it does not verify, "" when it does */
-    double accuracy;    /* key metrics from the manifest, NaN when absent */
+    char created[40];  /* from the manifest, "" if unknown */
+    char labels[256];  /* comma-separated labels pointing here, "" if none */
+    long long size;    /* bytes of all files listed in the manifest, -1 if unknown */
+    int verified;      /* 1 every hash matches, 0 it does not verify */
+    char problem[512]; /* why it does not verify, "" when it does */
+    double accuracy;   /* key metrics from the manifest, NaN when absent */
     double f1_macro;
     double latency_p95_ms;
     char git_commit[48]; /* "" when not published from git */
@@ -75,6 +81,10 @@ void ferry_repo_versions_free(ferry_repo_version *v, int n);
 
 /* The model names in REPO (directories with a valid name), sorted. Free each and the array. */
 ferry_status ferry_repo_names(const char *repo, char ***names, int *n);
+
+/* Checks REPO/NAME/labels.json (if any): it parses, and every label names an existing version
+ * directory. FERRY_E_PARSE lists each dangling label in ferry_last_error(). */
+ferry_status ferry_repo_check_labels(const char *repo, const char *name);
 
 /* Labels of REPO/NAME as compact JSON text ("{}" when none); free() it. */
 ferry_status ferry_repo_labels_json(const char *repo, const char *name, char **json);

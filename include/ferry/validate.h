@@ -13,8 +13,8 @@ extern "C" {
 #endif
 
 typedef enum ferry_task {
-    FERRY_TASK_AUTO = 0,      /* classification when the labels are integers and the output has
-                                 at least 2 columns, regression otherwise */
+    FERRY_TASK_AUTO = 0, /* classification when the labels are integers and the output has
+                            at least 2 columns, regression otherwise */
     FERRY_TASK_CLASSIFICATION,
     FERRY_TASK_REGRESSION,
 } ferry_task;
@@ -28,17 +28,16 @@ typedef struct ferry_validate_options {
     ferry_task task;
     const char *const *gates; /* n_gates expressions such as "accuracy>=0.88" */
     int n_gates;
-    int batch;            /* evaluation batch size; 0: 64 */
-    int latency_runs;     /* batch-1 runs per model for the latency percentiles; 0: 200 */
-    int threads;          /* per session; 0: one per core */
-    int64_t limit;        /* evaluate only the first N samples; 0: all */
-    double input_scale;   /* y = (x - mean) * scale; 0: automatic (1/255 for uint8 data into a
-                             float input, else 1) */
+    int batch;          /* evaluation batch size; 0: 64 */
+    int latency_runs;   /* batch-1 runs per model for the latency percentiles; 0: 200 */
+    int threads;        /* per session; 0: one per core */
+    int64_t limit;      /* evaluate only the first N samples; 0: all */
+    double input_scale; /* y = (x - mean) * scale; 0: automatic (1/255 for uint8 data into a
+                           float input, else 1) */
     double input_mean;
-    const char *output;   /* the output to evaluate; NULL: the first */
+    const char *output;       /* the output to evaluate; NULL: the first */
     const char *label_column; /* CSV label column (name or index) */
     const char *class_names;  /* "a,b,c" or a file with one name per line; NULL: 0..C-1 */
-    int top_k;            /* 0: 5 */
 } ferry_validate_options;
 
 /* The result of one validation; opaque, freed with ferry_validation_free. */

@@ -12,38 +12,40 @@
 
 static void help(FILE *f)
 {
-    fprintf(f,
-            "usage: ferry validate MODEL --data DATA [--labels LABELS]\n"
-            "                      [--task classification|regression] [--baseline MODEL|REPO/NAME@LABEL]\n"
-            "                      [--gate EXPR]... [--batch N] [--latency-runs N] [--threads N]\n"
-            "                      [--limit N] [--input-scale S] [--input-mean M] [--output NAME]\n"
-            "                      [--label-column COL] [--class-names LIST|FILE]\n"
-            "                      [--report-md F] [--report-json F] [--report-html F]\n"
-            "                      [--predictions-out F.npy] [--quiet]\n\n"
-            "Evaluates MODEL on a labelled dataset and checks quality gates.\n\n"
-            "DATA: .npy, .npz (FILE.npz:ARRAY picks an array), IDX as in MNIST (.gz ok) or a\n"
-            "numeric .csv (--label-column names the label column). LABELS: the same formats;\n"
-            "without --labels, the CSV label column or the .npz's y/labels array is used.\n"
-            "Samples are fitted to the model input: y = (x - M) * S (default S: 1/255 for uint8\n"
-            "data going into a float input, else 1), converted to the input's dtype and reshaped\n"
-            "when the values per sample match ([N,28,28] fits [N,784] and [N,1,28,28]).\n\n"
-            "Metrics: classification: accuracy, top5_accuracy, precision_macro, recall_macro,\n"
-            "f1_macro, log_loss (softmax is applied unless the outputs already are probabilities),\n"
-            "per class, confusion matrix; regression: mae, mse, rmse, r2; both: latency_p50_ms,\n"
-            "latency_p95_ms, latency_p99_ms, latency_mean_ms (batch 1, --latency-runs, default\n"
-            "200), throughput_per_s (batch --batch, default 64), size_mb, peak_rss_mb; with a\n"
-            "baseline: agreement, max_abs_diff, mean_abs_diff.\n\n"
-            "Gates (MLflow threshold semantics; every failure is listed):\n"
-            "  accuracy>=0.88                 absolute threshold\n"
-            "  f1_macro>=baseline-0.005       change against the baseline\n"
-            "  latency_p95_ms<=baseline*1.1   relative change (also baseline+10%%)\n"
-            "A gate on a metric this run did not compute fails with that reason.\n"
-            "With --baseline, the candidate's inputs and outputs must be compatible with the\n"
-            "baseline's (names, dtypes, shapes); otherwise it is a breaking change.\n\n"
-            "--threads N: threads per model (default 1, 0 for one per core).\n"
-            "--predictions-out: the candidate's probabilities (or regression outputs) as float64 .npy.\n\n"
-            "Exit code 0 every gate passed, 1 a gate failed or the signature broke, 2 bad usage\n"
-            "or input (including a malformed gate), 3 internal error.\n");
+    fprintf(
+        f, "usage: ferry validate MODEL --data DATA [--labels LABELS]\n"
+           "                      [--task classification|regression] [--baseline "
+           "MODEL|REPO/NAME@LABEL]\n"
+           "                      [--gate EXPR]... [--batch N] [--latency-runs N] [--threads N]\n"
+           "                      [--limit N] [--input-scale S] [--input-mean M] [--output NAME]\n"
+           "                      [--label-column COL] [--class-names LIST|FILE]\n"
+           "                      [--report-md F] [--report-json F] [--report-html F]\n"
+           "                      [--predictions-out F.npy] [--quiet]\n\n"
+           "Evaluates MODEL on a labelled dataset and checks quality gates.\n\n"
+           "DATA: .npy, .npz (FILE.npz:ARRAY picks an array), IDX as in MNIST (.gz ok) or a\n"
+           "numeric .csv (--label-column names the label column). LABELS: the same formats;\n"
+           "without --labels, the CSV label column or the .npz's y/labels array is used.\n"
+           "Samples are fitted to the model input: y = (x - M) * S (default S: 1/255 for uint8\n"
+           "data going into a float input, else 1), converted to the input's dtype and reshaped\n"
+           "when the values per sample match ([N,28,28] fits [N,784] and [N,1,28,28]).\n\n"
+           "Metrics: classification: accuracy, top5_accuracy, precision_macro, recall_macro,\n"
+           "f1_macro, log_loss (softmax is applied unless the outputs already are probabilities),\n"
+           "per class, confusion matrix; regression: mae, mse, rmse, r2; both: latency_p50_ms,\n"
+           "latency_p95_ms, latency_p99_ms, latency_mean_ms (batch 1, --latency-runs, default\n"
+           "200), throughput_per_s (batch --batch, default 64), size_mb, peak_rss_mb; with a\n"
+           "baseline: agreement, max_abs_diff, mean_abs_diff.\n\n"
+           "Gates (MLflow threshold semantics; every failure is listed):\n"
+           "  accuracy>=0.88                 absolute threshold\n"
+           "  f1_macro>=baseline-0.005       change against the baseline\n"
+           "  latency_p95_ms<=baseline*1.1   relative change (also baseline+10%%)\n"
+           "A gate on a metric this run did not compute fails with that reason.\n"
+           "With --baseline, the candidate's inputs and outputs must be compatible with the\n"
+           "baseline's (names, dtypes, shapes); otherwise it is a breaking change.\n\n"
+           "--threads N: threads per model (default 1, 0 for one per core).\n"
+           "--predictions-out: the candidate's probabilities (or regression outputs) as float64 "
+           ".npy.\n\n"
+           "Exit code 0 every gate passed, 1 a gate failed or the signature broke, 2 bad usage\n"
+           "or input (including a malformed gate), 3 internal error.\n");
 }
 
 static int usage(const char *fmt, const char *arg)
@@ -113,20 +115,33 @@ int cmd_validate(int argc, char **argv)
         if (!val) return usage("%s needs a value", a);
         i++;
         int n;
-        if (strcmp(a, "--data") == 0) o.data = val;
-        else if (strcmp(a, "--labels") == 0) o.labels = val;
-        else if (strcmp(a, "--baseline") == 0) o.baseline = val;
-        else if (strcmp(a, "--report-md") == 0) md = val;
-        else if (strcmp(a, "--report-json") == 0) js = val;
-        else if (strcmp(a, "--report-html") == 0) html = val;
-        else if (strcmp(a, "--predictions-out") == 0) pred = val;
-        else if (strcmp(a, "--output") == 0) o.output = val;
-        else if (strcmp(a, "--label-column") == 0) o.label_column = val;
-        else if (strcmp(a, "--class-names") == 0) o.class_names = val;
+        if (strcmp(a, "--data") == 0)
+            o.data = val;
+        else if (strcmp(a, "--labels") == 0)
+            o.labels = val;
+        else if (strcmp(a, "--baseline") == 0)
+            o.baseline = val;
+        else if (strcmp(a, "--report-md") == 0)
+            md = val;
+        else if (strcmp(a, "--report-json") == 0)
+            js = val;
+        else if (strcmp(a, "--report-html") == 0)
+            html = val;
+        else if (strcmp(a, "--predictions-out") == 0)
+            pred = val;
+        else if (strcmp(a, "--output") == 0)
+            o.output = val;
+        else if (strcmp(a, "--label-column") == 0)
+            o.label_column = val;
+        else if (strcmp(a, "--class-names") == 0)
+            o.class_names = val;
         else if (strcmp(a, "--task") == 0) {
-            if (strcmp(val, "classification") == 0) o.task = FERRY_TASK_CLASSIFICATION;
-            else if (strcmp(val, "regression") == 0) o.task = FERRY_TASK_REGRESSION;
-            else return usage("--task is classification or regression, not \"%s\"", val);
+            if (strcmp(val, "classification") == 0)
+                o.task = FERRY_TASK_CLASSIFICATION;
+            else if (strcmp(val, "regression") == 0)
+                o.task = FERRY_TASK_REGRESSION;
+            else
+                return usage("--task is classification or regression, not \"%s\"", val);
         } else if (strcmp(a, "--gate") == 0) {
             if (o.n_gates == MAX_GATES) return usage("at most 64 gates%s", "");
             if (ferry_gate_check(val) != FERRY_OK) {
@@ -136,18 +151,25 @@ int cmd_validate(int argc, char **argv)
             gates[o.n_gates++] = val;
         } else if (strcmp(a, "--input-scale") == 0) {
             if (!parse_double(val, &o.input_scale) || o.input_scale == 0)
-                return usage("--input-scale needs a non-zero number such as 0.5 or 1/255, not \"%s\"", val);
+                return usage(
+                    "--input-scale needs a non-zero number such as 0.5 or 1/255, not \"%s\"", val);
         } else if (strcmp(a, "--input-mean") == 0) {
-            if (!parse_double(val, &o.input_mean)) return usage("--input-mean needs a number, not \"%s\"", val);
+            if (!parse_double(val, &o.input_mean))
+                return usage("--input-mean needs a number, not \"%s\"", val);
         } else if (strcmp(a, "--batch") == 0 || strcmp(a, "--latency-runs") == 0 ||
                    strcmp(a, "--threads") == 0 || strcmp(a, "--limit") == 0) {
             n = cli_parse_int(val);
             int zero_ok = strcmp(a, "--threads") == 0;
-            if (n < 0 || (n == 0 && !zero_ok)) return usage("expected a positive integer, not \"%s\"", val);
-            if (strcmp(a, "--batch") == 0) o.batch = n;
-            else if (strcmp(a, "--latency-runs") == 0) o.latency_runs = n;
-            else if (strcmp(a, "--threads") == 0) o.threads = n;
-            else o.limit = n;
+            if (n < 0 || (n == 0 && !zero_ok))
+                return usage("expected a positive integer, not \"%s\"", val);
+            if (strcmp(a, "--batch") == 0)
+                o.batch = n;
+            else if (strcmp(a, "--latency-runs") == 0)
+                o.latency_runs = n;
+            else if (strcmp(a, "--threads") == 0)
+                o.threads = n;
+            else
+                o.limit = n;
         } else {
             return usage("unknown option \"%s\"", a);
         }
@@ -170,7 +192,8 @@ int cmd_validate(int argc, char **argv)
         if (rc != FERRY_OK) wc = cli_fail("validate", pred, rc);
     }
     int nf = ferry_validation_failure_count(v);
-    for (int i = 0; i < nf; i++) fprintf(stderr, "ferry validate: %s\n", ferry_validation_failure(v, i));
+    for (int i = 0; i < nf; i++)
+        fprintf(stderr, "ferry validate: %s\n", ferry_validation_failure(v, i));
     if (code == EXIT_OK && !quiet) fprintf(stderr, "ferry validate: passed\n");
     ferry_validation_free(v);
     return wc != EXIT_OK ? wc : code;

@@ -55,7 +55,8 @@ static ferry_status inflate_buf(const unsigned char *src, size_t n, int raw, siz
         if (len == cap) {
             if (raw || cap >= MAX_INFLATED) {
                 if (raw)
-                    rc = fy_error(FERRY_E_PARSE, "%s: compressed entry inflates past its declared size", name);
+                    rc = fy_error(FERRY_E_PARSE,
+                                  "%s: compressed entry inflates past its declared size", name);
                 else
                     rc = fy_error(FERRY_E_UNSUPPORTED, "%s: inflates past the %d MiB limit", name,
                                   FY_MAX_TENSOR_MB);
@@ -78,7 +79,8 @@ static ferry_status inflate_buf(const unsigned char *src, size_t n, int raw, siz
         in_pos += before_in - zs.avail_in;
         if (z == Z_STREAM_END) {
             /* gzip files may hold several members one after another */
-            if (!raw && in_pos < n && n - in_pos >= 2 && src[in_pos] == 0x1f && src[in_pos + 1] == 0x8b) {
+            if (!raw && in_pos < n && n - in_pos >= 2 && src[in_pos] == 0x1f &&
+                src[in_pos + 1] == 0x8b) {
                 inflateReset(&zs);
                 continue;
             }
@@ -116,7 +118,8 @@ static ferry_status inflate_buf(const unsigned char *src, size_t n, int raw, siz
 static ferry_status parse_idx(const unsigned char *p, size_t n, const char *name, fy_value **out)
 {
     if (n < 4 || p[0] != 0 || p[1] != 0)
-        return fy_error(FERRY_E_PARSE, "%s: not an IDX file (the first two bytes must be zero)", name);
+        return fy_error(FERRY_E_PARSE, "%s: not an IDX file (the first two bytes must be zero)",
+                        name);
     ferry_dtype dt;
     switch (p[2]) {
     case 0x08: dt = FERRY_DTYPE_U8; break;
@@ -126,17 +129,19 @@ static ferry_status parse_idx(const unsigned char *p, size_t n, const char *name
     case 0x0D: dt = FERRY_DTYPE_F32; break;
     case 0x0E: dt = FERRY_DTYPE_F64; break;
     default:
-        return fy_error(FERRY_E_PARSE, "%s: IDX element type 0x%02x is not one of 08 09 0B 0C 0D 0E",
-                        name, p[2]);
+        return fy_error(FERRY_E_PARSE,
+                        "%s: IDX element type 0x%02x is not one of 08 09 0B 0C 0D 0E", name, p[2]);
     }
     int rank = p[3];
     if (rank < 1 || rank > FERRY_MAX_RANK)
-        return fy_error(FERRY_E_PARSE, "%s: IDX rank %d is not in 1..%d", name, rank, FERRY_MAX_RANK);
+        return fy_error(FERRY_E_PARSE, "%s: IDX rank %d is not in 1..%d", name, rank,
+                        FERRY_MAX_RANK);
     if (n < 4 + 4 * (size_t)rank) return fy_error(FERRY_E_PARSE, "%s: truncated IDX header", name);
     int64_t dims[FERRY_MAX_RANK];
     for (int i = 0; i < rank; i++) {
         const unsigned char *d = p + 4 + 4 * i;
-        dims[i] = (int64_t)((uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 | (uint32_t)d[2] << 8 | d[3]);
+        dims[i] =
+            (int64_t)((uint32_t)d[0] << 24 | (uint32_t)d[1] << 16 | (uint32_t)d[2] << 8 | d[3]);
     }
     int64_t count = fy_shape_count(rank, dims);
     size_t esize = ferry_dtype_size(dt), body = n - 4 - 4 * (size_t)rank;
@@ -144,9 +149,11 @@ static ferry_status parse_idx(const unsigned char *p, size_t n, const char *name
         char sbuf[128];
         /* in floating point: the claimed size may overflow 64 bits */
         double need = 1;
-        for (int i = 0; i < rank; i++) need *= (double)dims[i];
-        return fy_error(FERRY_E_PARSE, "%s: IDX data is truncated: shape %s needs %.0f bytes, the file has %zu",
-                        name, fy_shape_str(rank, dims, sbuf, sizeof sbuf), need * (double)esize, body);
+        for (int i = 0; i < rank; i++)
+            need *= (double)dims[i];
+        return fy_error(
+            FERRY_E_PARSE, "%s: IDX data is truncated: shape %s needs %.0f bytes, the file has %zu",
+            name, fy_shape_str(rank, dims, sbuf, sizeof sbuf), need * (double)esize, body);
     }
     if (body != (size_t)count * esize)
         return fy_error(FERRY_E_PARSE, "%s: %zu bytes of trailing data after the IDX tensor", name,
@@ -156,7 +163,8 @@ static ferry_status parse_idx(const unsigned char *p, size_t n, const char *name
     unsigned char *dst = (*out)->data;
     /* IDX is big-endian; swap every element into host (little-endian) order */
     for (int64_t i = 0; i < count; i++)
-        for (size_t b = 0; b < esize; b++) dst[i * esize + b] = src[i * esize + (esize - 1 - b)];
+        for (size_t b = 0; b < esize; b++)
+            dst[i * esize + b] = src[i * esize + (esize - 1 - b)];
     return FERRY_OK;
 }
 
@@ -186,17 +194,20 @@ static ferry_status zip_entries(const unsigned char *p, size_t n, const char *na
             break;
         }
     if (eocd == (size_t)-1)
-        return fy_error(FERRY_E_PARSE, "%s: not a zip (.npz) file: no end-of-directory record", name);
+        return fy_error(FERRY_E_PARSE, "%s: not a zip (.npz) file: no end-of-directory record",
+                        name);
     uint32_t total = le16(p + eocd + 10);
     uint64_t cd_size = le32(p + eocd + 12), cd_off = le32(p + eocd + 16);
     if (total == 0xFFFF || cd_off == 0xFFFFFFFFu)
-        return fy_error(FERRY_E_UNSUPPORTED, "%s: zip64 archives with this many entries are not supported", name);
+        return fy_error(FERRY_E_UNSUPPORTED,
+                        "%s: zip64 archives with this many entries are not supported", name);
     if (cd_off > n || cd_size > n - cd_off)
         return fy_error(FERRY_E_PARSE, "%s: zip central directory lies outside the file", name);
     size_t pos = (size_t)cd_off, end = (size_t)(cd_off + cd_size);
     for (uint32_t e = 0; e < total; e++) {
         if (end - pos < 46 || memcmp(p + pos, "PK\1\2", 4) != 0)
-            return fy_error(FERRY_E_PARSE, "%s: zip central directory entry %u is malformed", name, e);
+            return fy_error(FERRY_E_PARSE, "%s: zip central directory entry %u is malformed", name,
+                            e);
         zip_entry z = {0};
         z.method = le16(p + pos + 10);
         z.csize = le32(p + pos + 20);
@@ -204,7 +215,8 @@ static ferry_status zip_entries(const unsigned char *p, size_t n, const char *na
         size_t nlen = le16(p + pos + 28), xlen = le16(p + pos + 30), clen = le16(p + pos + 32);
         z.offset = le32(p + pos + 42);
         if (end - pos - 46 < nlen + xlen + clen)
-            return fy_error(FERRY_E_PARSE, "%s: zip central directory entry %u is truncated", name, e);
+            return fy_error(FERRY_E_PARSE, "%s: zip central directory entry %u is truncated", name,
+                            e);
         size_t cp = nlen < sizeof z.name ? nlen : sizeof z.name - 1;
         memcpy(z.name, p + pos + 46, cp);
         z.name[cp] = '\0';
@@ -239,7 +251,8 @@ static ferry_status zip_read(const unsigned char *p, size_t n, const char *name,
         return fy_error(FERRY_E_PARSE, "%s: zip entry \"%s\" is truncated", name, z->name);
     if (z->method == 0) {
         if (z->csize != z->usize)
-            return fy_error(FERRY_E_PARSE, "%s: stored zip entry \"%s\" has two sizes", name, z->name);
+            return fy_error(FERRY_E_PARSE, "%s: stored zip entry \"%s\" has two sizes", name,
+                            z->name);
         unsigned char *b = malloc(z->csize ? z->csize : 1);
         if (!b) return fy_error(FERRY_E_NOMEM, "%s: out of memory", name);
         memcpy(b, p + data, z->csize);
@@ -252,8 +265,10 @@ static ferry_status zip_read(const unsigned char *p, size_t n, const char *name,
         snprintf(where, sizeof where, "%s: \"%s\"", name, z->name);
         return inflate_buf(p + data, z->csize, 1, z->usize, where, out, out_n);
     }
-    return fy_error(FERRY_E_UNSUPPORTED, "%s: zip entry \"%s\" uses compression method %u "
-                    "(only stored and deflate are supported)", name, z->name, z->method);
+    return fy_error(FERRY_E_UNSUPPORTED,
+                    "%s: zip entry \"%s\" uses compression method %u "
+                    "(only stored and deflate are supported)",
+                    name, z->name, z->method);
 }
 
 #define MAX_NPZ_ENTRIES 1024
@@ -272,7 +287,8 @@ static ferry_status parse_npz(const unsigned char *p, size_t n, const char *name
     int count = 0;
     ferry_status rc = zip_entries(p, n, name, ents, MAX_NPZ_ENTRIES, &count);
     if (rc != FERRY_OK) goto out;
-    for (int i = 0; i < count; i++) strip_npy(ents[i].name);
+    for (int i = 0; i < count; i++)
+        strip_npy(ents[i].name);
     int pick = -1;
     if (want) {
         char w[256];
@@ -293,9 +309,14 @@ static ferry_status parse_npz(const unsigned char *p, size_t n, const char *name
         size_t l = 0;
         for (int i = 0; i < count && l < sizeof list - 1; i++)
             l += snprintf(list + l, sizeof list - l, "%s\"%s\"", i ? ", " : "", ents[i].name);
-        if (count == 0) rc = fy_error(FERRY_E_PARSE, "%s: the .npz archive holds no arrays", name);
-        else if (want) rc = fy_error(FERRY_E_INVALID_ARG, "%s: no array \"%s\" in the archive (it has %s)", name, want, list);
-        else rc = fy_error(FERRY_E_INVALID_ARG, "%s: the archive has several arrays (%s); choose one", name, list);
+        if (count == 0)
+            rc = fy_error(FERRY_E_PARSE, "%s: the .npz archive holds no arrays", name);
+        else if (want)
+            rc = fy_error(FERRY_E_INVALID_ARG, "%s: no array \"%s\" in the archive (it has %s)",
+                          name, want, list);
+        else
+            rc = fy_error(FERRY_E_INVALID_ARG,
+                          "%s: the archive has several arrays (%s); choose one", name, list);
         goto out;
     }
     unsigned char *bytes;
@@ -345,17 +366,21 @@ static const char *csv_field(const char *s, const char *line_end, char delim, co
                              const char **fe)
 {
     const char *e = s;
-    while (e < line_end && *e != delim) e++;
+    while (e < line_end && *e != delim)
+        e++;
     const char *a = s, *b = e;
-    while (a < b && isspace((unsigned char)*a)) a++;
-    while (b > a && isspace((unsigned char)b[-1])) b--;
+    while (a < b && isspace((unsigned char)*a))
+        a++;
+    while (b > a && isspace((unsigned char)b[-1]))
+        b--;
     if (b - a >= 2 && *a == '"' && b[-1] == '"') a++, b--;
     *fs = a;
     *fe = b;
     return e < line_end ? e + 1 : NULL;
 }
 
-/* Parses a numeric field; empty, "nan", "NA" and "?" are missing (NaN). Returns 0 if not a number. */
+/* Parses a numeric field; empty, "nan", "NA" and "?" are missing (NaN). Returns 0 if not a number.
+ */
 static int csv_number(const char *a, const char *b, double *v)
 {
     size_t len = (size_t)(b - a);
@@ -419,8 +444,9 @@ static ferry_status parse_csv(const char *text, size_t n, const char *name,
                 if (*lc && *iend == '\0') {
                     if (idx < 0) idx += cols;
                     if (idx < 0 || idx >= cols) {
-                        rc = fy_error(FERRY_E_INVALID_ARG, "%s: label column %s is outside the %lld columns",
-                                      name, lc, (long long)cols);
+                        rc = fy_error(FERRY_E_INVALID_ARG,
+                                      "%s: label column %s is outside the %lld columns", name, lc,
+                                      (long long)cols);
                         goto out;
                     }
                     label_col = idx;
@@ -433,12 +459,15 @@ static ferry_status parse_csv(const char *text, size_t n, const char *name,
                             label_col = k;
                     }
                     if (label_col < 0) {
-                        rc = fy_error(FERRY_E_INVALID_ARG, "%s: no column named \"%s\" in the header", name, lc);
+                        rc = fy_error(FERRY_E_INVALID_ARG,
+                                      "%s: no column named \"%s\" in the header", name, lc);
                         goto out;
                     }
                 } else {
-                    rc = fy_error(FERRY_E_INVALID_ARG, "%s: label column \"%s\" is a name, but the file "
-                                  "has no header row", name, lc);
+                    rc = fy_error(FERRY_E_INVALID_ARG,
+                                  "%s: label column \"%s\" is a name, but the file "
+                                  "has no header row",
+                                  name, lc);
                     goto out;
                 }
             }
@@ -451,16 +480,20 @@ static ferry_status parse_csv(const char *text, size_t n, const char *name,
         }
         if (non_numeric >= 0) {
             const char *a = q, *b = q, *f = q;
-            for (int64_t k = 0; k <= non_numeric; k++) f = csv_field(f, line_end, delim, &a, &b);
+            for (int64_t k = 0; k <= non_numeric; k++)
+                f = csv_field(f, line_end, delim, &a, &b);
             rc = fy_error(FERRY_E_PARSE, "%s:%lld: column %lld is not a number: \"%.*s\"", name,
-                          (long long)line_no, (long long)non_numeric + 1, (int)((b - a) > 40 ? 40 : (b - a)), a);
+                          (long long)line_no, (long long)non_numeric + 1,
+                          (int)((b - a) > 40 ? 40 : (b - a)), a);
             goto out;
         }
         if (nvals + (size_t)nf > cap) {
             size_t ncap = cap ? cap * 2 : 4096;
-            while (ncap < nvals + (size_t)nf) ncap *= 2;
+            while (ncap < nvals + (size_t)nf)
+                ncap *= 2;
             if (ncap > MAX_INFLATED / sizeof(double)) {
-                rc = fy_error(FERRY_E_UNSUPPORTED, "%s: more than %d MiB of numbers", name, FY_MAX_TENSOR_MB);
+                rc = fy_error(FERRY_E_UNSUPPORTED, "%s: more than %d MiB of numbers", name,
+                              FY_MAX_TENSOR_MB);
                 goto out;
             }
             double *g = realloc(vals, ncap * sizeof *g);
@@ -528,7 +561,8 @@ static fmt_t format_of(const char *name, const unsigned char *p, size_t n)
     if (ends_with(base, ".gz")) base[strlen(base) - 3] = '\0';
     if (ends_with(base, ".npy")) return FMT_NPY;
     if (ends_with(base, ".npz")) return FMT_NPZ;
-    if (ends_with(base, ".csv") || ends_with(base, ".tsv") || ends_with(base, ".txt")) return FMT_CSV;
+    if (ends_with(base, ".csv") || ends_with(base, ".tsv") || ends_with(base, ".txt"))
+        return FMT_CSV;
     const char *slash = strrchr(base, '/');
     const char *file = slash ? slash + 1 : base;
     if (strstr(file, "idx") || strstr(file, "ubyte")) return FMT_IDX;
@@ -542,7 +576,8 @@ ferry_status ferry_dataset_parse(const void *bytes, size_t size, const char *nam
                                  const ferry_dataset_options *opts, ferry_value **data,
                                  ferry_value **labels)
 {
-    if (!data || (!bytes && size)) return fy_error(FERRY_E_INVALID_ARG, "bytes and data are required");
+    if (!data || (!bytes && size))
+        return fy_error(FERRY_E_INVALID_ARG, "bytes and data are required");
     *data = NULL;
     if (labels) *labels = NULL;
     if (!name) name = "dataset";
@@ -560,14 +595,17 @@ ferry_status ferry_dataset_parse(const void *bytes, size_t size, const char *nam
     case FMT_IDX: rc = parse_idx(p, n, name, data); break;
     case FMT_CSV: rc = parse_csv((const char *)p, n, name, opts, data, labels); break;
     default:
-        rc = fy_error(FERRY_E_UNSUPPORTED, "%s: unknown dataset format (expected .npy, .npz, .csv "
-                      "or IDX, optionally .gz)", name);
+        rc = fy_error(FERRY_E_UNSUPPORTED,
+                      "%s: unknown dataset format (expected .npy, .npz, .csv "
+                      "or IDX, optionally .gz)",
+                      name);
     }
     free(inflated);
     if (rc == FERRY_OK && (*data)->rank < 1) {
         fy_value_unref(*data);
         *data = NULL;
-        rc = fy_error(FERRY_E_SHAPE, "%s: a dataset needs at least one dimension (the samples)", name);
+        rc = fy_error(FERRY_E_SHAPE, "%s: a dataset needs at least one dimension (the samples)",
+                      name);
     }
     if (rc == FERRY_OK && (*data)->dtype == FERRY_DTYPE_STRING) {
         fy_value_unref(*data);
@@ -603,7 +641,8 @@ ferry_status ferry_dataset_slice(const ferry_value *t, int64_t start, int64_t n,
     if (!t || !out || t->kind != FERRY_VALUE_TENSOR || t->rank < 1)
         return fy_error(FERRY_E_INVALID_ARG, "slice needs a tensor with at least one dimension");
     *out = NULL;
-    if (t->dtype == FERRY_DTYPE_STRING) return fy_error(FERRY_E_UNSUPPORTED, "cannot slice strings");
+    if (t->dtype == FERRY_DTYPE_STRING)
+        return fy_error(FERRY_E_UNSUPPORTED, "cannot slice strings");
     if (start < 0 || start > t->dims[0] || n < 0)
         return fy_error(FERRY_E_INVALID_ARG, "rows [%lld, +%lld) are outside the %lld samples",
                         (long long)start, (long long)n, (long long)t->dims[0]);
@@ -614,7 +653,9 @@ ferry_status ferry_dataset_slice(const ferry_value *t, int64_t start, int64_t n,
     FY_CHECK(fy_tensor_new(t->dtype, t->rank, dims, out));
     int64_t row = t->dims[0] ? t->count / t->dims[0] : 0;
     size_t es = ferry_dtype_size(t->dtype);
-    if (n && row) memcpy((*out)->data, (const char *)t->data + (size_t)(start * row) * es, (size_t)(n * row) * es);
+    if (n && row)
+        memcpy((*out)->data, (const char *)t->data + (size_t)(start * row) * es,
+               (size_t)(n * row) * es);
     return FERRY_OK;
 }
 
@@ -633,33 +674,39 @@ static ferry_status fit_shape(const ferry_value *data, const ferry_io_info *io, 
     int unknown = 0, unknown_at = -1;
     int64_t known = 1;
     for (int i = 1; i < io->rank; i++) {
-        if (io->dims[i] < 0) unknown++, unknown_at = i;
-        else known *= io->dims[i];
+        if (io->dims[i] < 0)
+            unknown++, unknown_at = i;
+        else
+            known *= io->dims[i];
         dims[i] = io->dims[i];
     }
     char want[160], got[160];
     fy_shape_str(data->rank - 1, data->dims + 1, got, sizeof got);
     if (unknown > 1) {
         if (data->rank != io->rank)
-            return fy_error(FERRY_E_SHAPE, "input \"%s\" has %d free dims; samples of shape %s cannot "
-                            "be fitted to it (give data with %d dims per sample)", io->name, unknown,
-                            got, io->rank - 1);
+            return fy_error(FERRY_E_SHAPE,
+                            "input \"%s\" has %d free dims; samples of shape %s cannot "
+                            "be fitted to it (give data with %d dims per sample)",
+                            io->name, unknown, got, io->rank - 1);
         for (int i = 1; i < io->rank; i++)
             if (dims[i] < 0) dims[i] = data->dims[i];
         known = 1;
-        for (int i = 1; i < io->rank; i++) known *= dims[i];
+        for (int i = 1; i < io->rank; i++)
+            known *= dims[i];
     } else if (unknown == 1) {
         if (known == 0 || per % known != 0)
-            return fy_error(FERRY_E_SHAPE, "samples of shape %s (%lld values) do not fit input \"%s\"",
-                            got, (long long)per, io->name);
+            return fy_error(FERRY_E_SHAPE,
+                            "samples of shape %s (%lld values) do not fit input \"%s\"", got,
+                            (long long)per, io->name);
         dims[unknown_at] = per / known;
         known = per;
     }
     if (known != per) {
         fy_shape_str(io->rank - 1, dims + 1, want, sizeof want);
-        return fy_error(FERRY_E_SHAPE, "samples of shape %s (%lld values each) do not fit input \"%s\" "
-                        "of per-sample shape %s (%lld values)", got, (long long)per, io->name, want,
-                        (long long)known);
+        return fy_error(FERRY_E_SHAPE,
+                        "samples of shape %s (%lld values each) do not fit input \"%s\" "
+                        "of per-sample shape %s (%lld values)",
+                        got, (long long)per, io->name, want, (long long)known);
     }
     return FERRY_OK;
 }
@@ -676,8 +723,9 @@ ferry_status ferry_dataset_fit(const ferry_value *data, int64_t start, int64_t n
                         (long long)start, (long long)n, (long long)data->dims[0]);
     if (n > data->dims[0] - start) n = data->dims[0] - start;
     if (!fy_dtype_is_numeric(data->dtype) || !fy_dtype_is_numeric(io->dtype))
-        return fy_error(FERRY_E_DTYPE, "input \"%s\" is %s and the data %s: only numbers can be fitted",
-                        io->name, ferry_dtype_name(io->dtype), ferry_dtype_name(data->dtype));
+        return fy_error(FERRY_E_DTYPE,
+                        "input \"%s\" is %s and the data %s: only numbers can be fitted", io->name,
+                        ferry_dtype_name(io->dtype), ferry_dtype_name(data->dtype));
     int rank;
     int64_t dims[FERRY_MAX_RANK];
     FY_CHECK(fit_shape(data, io, &rank, dims));
@@ -697,10 +745,12 @@ ferry_status ferry_dataset_fit(const ferry_value *data, int64_t start, int64_t n
         /* the common image case, without a conversion call per pixel */
         const uint8_t *s = (const uint8_t *)data->data + base;
         float *d = t->data;
-        for (int64_t i = 0; i < n * per; i++) d[i] = (float)(((double)s[i] - mean) * scale);
+        for (int64_t i = 0; i < n * per; i++)
+            d[i] = (float)(((double)s[i] - mean) * scale);
     } else if (io->dtype == FERRY_DTYPE_F32) {
         float *d = t->data;
-        for (int64_t i = 0; i < n * per; i++) d[i] = (float)((fy_tensor_get_f64(data, base + i) - mean) * scale);
+        for (int64_t i = 0; i < n * per; i++)
+            d[i] = (float)((fy_tensor_get_f64(data, base + i) - mean) * scale);
     } else if (fy_dtype_is_float(io->dtype)) {
         for (int64_t i = 0; i < n * per; i++)
             fy_tensor_set_f64(t, i, (fy_tensor_get_f64(data, base + i) - mean) * scale);
@@ -710,7 +760,8 @@ ferry_status ferry_dataset_fit(const ferry_value *data, int64_t start, int64_t n
             double v = (fy_tensor_get_f64(data, base + i) - mean) * scale;
             if (!(v > -9.2e18 && v < 9.2e18)) {
                 fy_value_unref(t);
-                return fy_error(FERRY_E_DTYPE, "sample %lld: value %g does not fit integer input \"%s\"",
+                return fy_error(FERRY_E_DTYPE,
+                                "sample %lld: value %g does not fit integer input \"%s\"",
                                 (long long)(start + i / (per ? per : 1)), v, io->name);
             }
             fy_tensor_set_i64(t, i, (int64_t)v);

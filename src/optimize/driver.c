@@ -11,6 +11,7 @@
 
 #include "ferry/dataset.h"
 #include "onnx/write.h"
+#include "ops/infer.h"
 #include "optimize/model_opt.h"
 #include "optimize/pass_impl.h"
 #include "optimize/passes.h"
@@ -320,6 +321,8 @@ static ferry_status rewrite_and_write(const char *in_path, const char *out_path,
     ferry_status rc = optimize_level(m, o->int8 && o->level > FERRY_OPT_BASIC ? FERRY_OPT_BASIC : o->level);
     if (rc == FERRY_OK && o->prune > 0)
         rc = fy_prune(m, o->prune, o->prune_structured != 0, o->prune_per_layer != 0, log);
+    /* values the passes made are untyped until inferred, and fp16 converts only typed ones */
+    if (rc == FERRY_OK) fy_graph_infer(m->graph);
     if (rc == FERRY_OK && o->fp16) rc = fy_fp16_convert(m, o->keep_fp32, log);
     /* int8 quantization runs here (after the float rewrites, before writing) */
     if (rc == FERRY_OK && o->int8) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops/infer.h"
 #include "optimize/graph_edit.h"
 #include "optimize/model_opt.h"
 
@@ -18,6 +19,7 @@ static const char *const half_ops[] = {
     "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "BatchNormalization", "Flatten",
     "Reshape", "Transpose", "Concat", "Squeeze", "Unsqueeze", "Slice", "Gather", "Split", "Pad",
     "Identity", "Dropout", "Neg", "Abs", "Max", "Min", "Sum", "Expand", "Tile", "PRelu",
+    "Shape", "Size", /* read only the shape: any element type */
 };
 /* ops whose float32 paths are sensitive: named in the report as kept on purpose */
 static const char *const sensitive_ops[] = {
@@ -126,6 +128,29 @@ static ferry_status convert(fy_rewrite *rw, const char *keep, fy_opt_log *log)
     }
     for (int i = 0; i < n0; i++)
         for (int j = 0; j < g->nodes[i].n_implicit; j++) captured[g->nodes[i].implicit[j]] = 1;
+    /* the listed ops (but Shape/Size) produce their first input's type: fill what inference
+     * left open (fused ops it does not know), in order, so it carries down the graph */
+    for (int i = 0; i < n0; i++) {
+        const fy_node *n = &g->nodes[i];
+        bool ms = !strcmp(n->domain, "com.microsoft") &&
+                  (!strcmp(n->op_type, "FusedConv") || !strcmp(n->op_type, "FusedGemm"));
+        if (!ms && (n->domain[0] || !in_list(n->op_type, half_ops, sizeof half_ops / sizeof *half_ops)))
+            continue;
+        if (!strcmp(n->op_type, "Shape") || !strcmp(n->op_type, "Size") || n->n_inputs < 1 ||
+            n->inputs[0] < 0 || !was_f32[n->inputs[0]])
+            continue;
+        int outs = !strcmp(n->op_type, "Split") ? n->n_outputs : 1;
+        for (int j = 0; j < outs && j < n->n_outputs; j++) {
+            int v = n->outputs[j];
+            fy_type_info *t = v >= 0 ? &g->values[v].type : NULL;
+            if (t && v < nv0 && !g->values[v].init && t->dtype == FERRY_DTYPE_UNDEFINED &&
+                (!t->kind || t->kind == FERRY_VALUE_TENSOR)) {
+                g->values[v].type.kind = FERRY_VALUE_TENSOR;
+                g->values[v].type.dtype = FERRY_DTYPE_F32;
+                was_f32[v] = 1;
+            }
+        }
+    }
 
     /* 1. which nodes compute in float16 */
     for (int i = 0; i < n0 && rc == FERRY_OK; i++) {
@@ -332,6 +357,16 @@ static ferry_status lift(fy_rewrite *rw, bool *changed)
 
 ferry_status fy_fp16_lift(struct ferry_model *m)
 {
+    /* only a graph with float16 weights or Casts to float16 can have anything to lift; it is
+     * typed first (at load nothing but declared types is known yet) so the checks see every
+     * float16 value */
+    fy_graph *g = m->graph;
+    bool candidate = false;
+    for (int v = 0; v < g->n_values && !candidate; v++)
+        candidate = g->values[v].init && g->values[v].init->dtype == FERRY_DTYPE_F16;
+    for (int i = 0; i < g->n_nodes && !candidate; i++) candidate = is_cast_to(&g->nodes[i], FERRY_DTYPE_F16);
+    if (!candidate) return FERRY_OK;
+    fy_graph_infer(g);
     fy_rewrite rw;
     FY_CHECK(fy_rw_begin(&rw, m, m->graph));
     bool changed = false;

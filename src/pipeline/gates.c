@@ -41,7 +41,8 @@ static int edit_distance(const char *a, size_t la, const char *b)
     size_t lb = strlen(b);
     if (la > 63 || lb > 63) return 99;
     int row[64];
-    for (size_t j = 0; j <= lb; j++) row[j] = (int)j;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = (int)j;
     for (size_t i = 1; i <= la; i++) {
         int prev = row[0];
         row[0] = (int)i;
@@ -65,7 +66,8 @@ static ferry_status parse_error(const char *text, size_t col, const char *what)
     memset(caret, ' ', n);
     caret[n] = '^';
     caret[n + 1] = '\0';
-    return fy_error(FERRY_E_INVALID_ARG, "bad gate \"%s\": %s\n    %s\n    %s", text, what, text, caret);
+    return fy_error(FERRY_E_INVALID_ARG, "bad gate \"%s\": %s\n    %s\n    %s", text, what, text,
+                    caret);
 }
 
 /* A finite number at s (no sign handling beyond strtod's); 0 when there is none. */
@@ -93,15 +95,20 @@ ferry_status fy_gate_parse(const char *expr, fy_gate *g)
     for (const char *c = expr; *c; c++) {
         if (isspace((unsigned char)*c)) continue;
         if (n + 1 >= sizeof g->text)
-            return fy_error(FERRY_E_INVALID_ARG, "bad gate: longer than %zu characters", sizeof g->text - 1);
+            return fy_error(FERRY_E_INVALID_ARG, "bad gate: longer than %zu characters",
+                            sizeof g->text - 1);
         if (!isprint((unsigned char)*c))
-            return fy_error(FERRY_E_INVALID_ARG, "bad gate: control or non-ASCII character in \"%.40s\"", expr);
+            return fy_error(FERRY_E_INVALID_ARG,
+                            "bad gate: control or non-ASCII character in \"%.40s\"", expr);
         g->text[n++] = *c;
     }
     g->text[n] = '\0';
     const char *t = g->text, *p = t;
-    if (!*t) return fy_error(FERRY_E_INVALID_ARG, "bad gate: empty expression (write e.g. accuracy>=0.9)");
-    while (isalnum((unsigned char)*p) || *p == '_') p++;
+    if (!*t)
+        return fy_error(FERRY_E_INVALID_ARG,
+                        "bad gate: empty expression (write e.g. accuracy>=0.9)");
+    while (isalnum((unsigned char)*p) || *p == '_')
+        p++;
     size_t mlen = (size_t)(p - t);
     if (mlen == 0) return parse_error(t, 0, "expected a metric name such as accuracy");
     g->metric = fy_metric_find(t, mlen);
@@ -114,23 +121,33 @@ ferry_status fy_gate_parse(const char *expr, fy_gate *g)
         char names[1024] = "";
         size_t l = 0;
         for (int i = 0; i < FY_M_COUNT; i++)
-            l += snprintf(names + l, sizeof names - l, "%s%s", i ? ", " : "", fy_metric_defs[i].name);
+            l += snprintf(names + l, sizeof names - l, "%s%s", i ? ", " : "",
+                          fy_metric_defs[i].name);
         char what[1400];
         if (bd <= 3)
-            snprintf(what, sizeof what, "unknown metric \"%.*s\" (did you mean \"%s\"?); metrics are: %s",
-                     (int)mlen, t, fy_metric_defs[best].name, names);
+            snprintf(what, sizeof what,
+                     "unknown metric \"%.*s\" (did you mean \"%s\"?); metrics are: %s", (int)mlen,
+                     t, fy_metric_defs[best].name, names);
         else
-            snprintf(what, sizeof what, "unknown metric \"%.*s\"; metrics are: %s", (int)mlen, t, names);
+            snprintf(what, sizeof what, "unknown metric \"%.*s\"; metrics are: %s", (int)mlen, t,
+                     names);
         return parse_error(t, 0, what);
     }
-    if (p[0] == '>' && p[1] == '=') g->op = FY_GATE_GE, p += 2;
-    else if (p[0] == '<' && p[1] == '=') g->op = FY_GATE_LE, p += 2;
-    else if (p[0] == '>') g->op = FY_GATE_GT, p += 1;
-    else if (p[0] == '<') g->op = FY_GATE_LT, p += 1;
+    if (p[0] == '>' && p[1] == '=')
+        g->op = FY_GATE_GE, p += 2;
+    else if (p[0] == '<' && p[1] == '=')
+        g->op = FY_GATE_LE, p += 2;
+    else if (p[0] == '>')
+        g->op = FY_GATE_GT, p += 1;
+    else if (p[0] == '<')
+        g->op = FY_GATE_LT, p += 1;
     else if (p[0] == '=' && (p[1] == '>' || p[1] == '<'))
-        return parse_error(t, (size_t)(p - t), p[1] == '>' ? "write \">=\", not \"=>\"" : "write \"<=\", not \"=<\"");
+        return parse_error(t, (size_t)(p - t),
+                           p[1] == '>' ? "write \">=\", not \"=>\"" : "write \"<=\", not \"=<\"");
     else if (p[0] == '=' || p[0] == '!')
-        return parse_error(t, (size_t)(p - t), "only >=, <=, > and < compare (equality of measured numbers is not a useful gate)");
+        return parse_error(
+            t, (size_t)(p - t),
+            "only >=, <=, > and < compare (equality of measured numbers is not a useful gate)");
     else
         return parse_error(t, (size_t)(p - t), "expected >=, <=, > or < after the metric name");
     const char *rhs = p;
@@ -138,7 +155,8 @@ ferry_status fy_gate_parse(const char *expr, fy_gate *g)
     const char *e;
     if (strncmp(p, "baseline", 8) == 0) {
         if (fy_metric_is_comparison(g->metric))
-            return parse_error(t, (size_t)(p - t), "this metric already compares with the baseline; give a number");
+            return parse_error(t, (size_t)(p - t),
+                               "this metric already compares with the baseline; give a number");
         p += 8;
         if (*p == '\0') {
             g->ref = FY_GATE_BASE_ABS;
@@ -146,7 +164,9 @@ ferry_status fy_gate_parse(const char *expr, fy_gate *g)
         } else if (*p == '*') {
             p++;
             if (!number_at(p, &v, &e) || *e != '\0' || v < 0)
-                return parse_error(t, (size_t)(p - t), "expected a non-negative factor after \"baseline*\" (e.g. baseline*1.1)");
+                return parse_error(
+                    t, (size_t)(p - t),
+                    "expected a non-negative factor after \"baseline*\" (e.g. baseline*1.1)");
             g->ref = FY_GATE_BASE_REL;
             g->value = v;
             p = e;
@@ -154,11 +174,15 @@ ferry_status fy_gate_parse(const char *expr, fy_gate *g)
             double sign = *p == '-' ? -1 : 1;
             p++;
             if (*p == '+' || *p == '-' || !number_at(p, &v, &e))
-                return parse_error(t, (size_t)(p - t), "expected a number after the sign (e.g. baseline-0.005 or baseline+10%)");
+                return parse_error(
+                    t, (size_t)(p - t),
+                    "expected a number after the sign (e.g. baseline-0.005 or baseline+10%)");
             if (*e == '%' && e[1] == '\0') {
                 g->ref = FY_GATE_BASE_REL;
                 g->value = 1 + sign * v / 100;
-                if (g->value < 0) return parse_error(t, (size_t)(p - t), "a relative change below -100% makes no sense");
+                if (g->value < 0)
+                    return parse_error(t, (size_t)(p - t),
+                                       "a relative change below -100% makes no sense");
             } else if (*e == '\0') {
                 g->ref = FY_GATE_BASE_ABS;
                 g->value = sign * v;
@@ -167,16 +191,20 @@ ferry_status fy_gate_parse(const char *expr, fy_gate *g)
             }
             p = e;
         } else {
-            return parse_error(t, (size_t)(p - t), "expected +, -, * or the end after \"baseline\"");
+            return parse_error(t, (size_t)(p - t),
+                               "expected +, -, * or the end after \"baseline\"");
         }
     } else if (number_at(p, &v, &e)) {
         if (*e == '*' && strcmp(e + 1, "baseline") == 0) { /* 1.1*baseline */
             if (fy_metric_is_comparison(g->metric))
-                return parse_error(t, (size_t)(e + 1 - t), "this metric already compares with the baseline; give a number");
+                return parse_error(t, (size_t)(e + 1 - t),
+                                   "this metric already compares with the baseline; give a number");
             if (v < 0) return parse_error(t, (size_t)(p - t), "the factor must not be negative");
             g->ref = FY_GATE_BASE_REL;
         } else if (*e == '%') {
-            return parse_error(t, (size_t)(e - t), "percentages are relative to the baseline: write baseline+N% (or a plain fraction such as 0.88)");
+            return parse_error(t, (size_t)(e - t),
+                               "percentages are relative to the baseline: write baseline+N% (or a "
+                               "plain fraction such as 0.88)");
         } else if (*e != '\0') {
             return parse_error(t, (size_t)(e - t), "unexpected text after the number");
         } else {
@@ -184,7 +212,9 @@ ferry_status fy_gate_parse(const char *expr, fy_gate *g)
         }
         g->value = v;
     } else {
-        return parse_error(t, (size_t)(rhs - t), "expected a number or \"baseline\" (e.g. 0.88, baseline-0.005, baseline*1.1)");
+        return parse_error(
+            t, (size_t)(rhs - t),
+            "expected a number or \"baseline\" (e.g. 0.88, baseline-0.005, baseline*1.1)");
     }
     return FERRY_OK;
 }
@@ -222,7 +252,8 @@ void fy_gate_eval(fy_gate *g, const fy_model_eval *cand, const fy_model_eval *ba
         g->threshold = g->value;
     } else {
         if (!base) {
-            snprintf(g->reason, sizeof g->reason, "no baseline to compare %s with (give --baseline)", name);
+            snprintf(g->reason, sizeof g->reason,
+                     "no baseline to compare %s with (give --baseline)", name);
             return;
         }
         if (!base->has[g->metric]) {
@@ -248,24 +279,34 @@ void fy_gate_eval(fy_gate *g, const fy_model_eval *cand, const fy_model_eval *ba
     static const char *neg[] = {"<", ">", "<=", ">="};
     const char *rel = g->passed ? fy_gate_op_str(g->op) : neg[g->op];
     switch (g->ref) {
-    case FY_GATE_CONST: snprintf(g->reason, sizeof g->reason, "%s %s %s %s", name, cb, rel, tb); break;
+    case FY_GATE_CONST:
+        snprintf(g->reason, sizeof g->reason, "%s %s %s %s", name, cb, rel, tb);
+        break;
     case FY_GATE_BASE_ABS:
-        snprintf(g->reason, sizeof g->reason, "%s %s %s %s (baseline %s %s %g)", name, cb, rel, tb, bb,
-                 g->value < 0 ? "-" : "+", fabs(g->value));
+        snprintf(g->reason, sizeof g->reason, "%s %s %s %s (baseline %s %s %g)", name, cb, rel, tb,
+                 bb, g->value < 0 ? "-" : "+", fabs(g->value));
         break;
     case FY_GATE_BASE_REL:
-        snprintf(g->reason, sizeof g->reason, "%s %s %s %s (baseline %s x %g)", name, cb, rel, tb, bb, g->value);
+        snprintf(g->reason, sizeof g->reason, "%s %s %s %s (baseline %s x %g)", name, cb, rel, tb,
+                 bb, g->value);
         break;
     }
 }
 
 const char *fy_metric_fmt(int id, double v, char *buf, size_t size)
 {
-    if (isnan(v)) snprintf(buf, size, "–");
-    else if (id == FY_M_THROUGHPUT) snprintf(buf, size, "%.0f", v);
-    else if (id >= FY_M_LATENCY_P50 && id <= FY_M_LATENCY_MEAN) snprintf(buf, size, "%.3f", v);
-    else if (id == FY_M_SIZE || id == FY_M_PEAK_RSS) snprintf(buf, size, "%.2f", v);
-    else if (fabs(v) >= 1000) snprintf(buf, size, "%.1f", v);
-    else snprintf(buf, size, "%.4f", v);
+    if (isnan(v))
+        snprintf(buf, size, "–");
+    else if (id == FY_M_THROUGHPUT)
+        snprintf(buf, size, "%.0f", v);
+    /* fixed decimals read best in a column, but tiny models would print as 0.000 */
+    else if (id >= FY_M_LATENCY_P50 && id <= FY_M_LATENCY_MEAN)
+        snprintf(buf, size, fabs(v) >= 0.01 || v == 0 ? "%.3f" : "%.2g", v);
+    else if (id == FY_M_SIZE || id == FY_M_PEAK_RSS)
+        snprintf(buf, size, fabs(v) >= 0.01 || v == 0 ? "%.2f" : "%.2g", v);
+    else if (fabs(v) >= 1000)
+        snprintf(buf, size, "%.1f", v);
+    else
+        snprintf(buf, size, "%.4f", v);
     return buf;
 }

@@ -41,7 +41,8 @@ ferry_status fy_sha256_file(const char *path, char hex[65], long long *size)
     EVP_DigestFinal_ex(ctx, digest, &len);
     EVP_MD_CTX_free(ctx);
     if (read_failed) return fy_error(FERRY_E_IO, "%s: read error", path);
-    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
     if (size) *size = total;
     return FERRY_OK;
 }
@@ -74,8 +75,10 @@ void fy_utc_now(char *buf, size_t cap, int with_ms)
     gmtime_r(&ts.tv_sec, &tm);
     char base[32];
     strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (with_ms) snprintf(buf, cap, "%s.%03ldZ", base, ts.tv_nsec / 1000000);
-    else snprintf(buf, cap, "%sZ", base);
+    if (with_ms)
+        snprintf(buf, cap, "%s.%03ldZ", base, ts.tv_nsec / 1000000);
+    else
+        snprintf(buf, cap, "%sZ", base);
 }
 
 ferry_status fy_manifest_write(const char *dir, const char *model, int64_t version,
@@ -148,7 +151,8 @@ static int listed(json_t *files, const char *rel)
 {
     size_t i;
     json_t *e;
-    json_array_foreach(files, i, e) {
+    json_array_foreach(files, i, e)
+    {
         const char *p = json_string_value(json_object_get(e, "path"));
         if (p && strcmp(p, rel) == 0) return 1;
     }
@@ -175,7 +179,8 @@ static void find_unlisted(const char *dir, const char *rel, json_t *files, int d
         struct stat st;
         if (lstat(full, &st) != 0) continue;
         if (S_ISDIR(st.st_mode)) {
-            if (depth < 8) find_unlisted(dir, sub, files, depth + 1, problems, cap);
+            if (depth < 8)
+                find_unlisted(dir, sub, files, depth + 1, problems, cap);
             else {
                 snprintf(what, sizeof what, "%s: directories nest too deep", sub);
                 note(problems, cap, what);
@@ -191,7 +196,7 @@ static void find_unlisted(const char *dir, const char *rel, json_t *files, int d
 
 /* Largest size a manifest may claim (1 PiB): anything above is hostile or corrupt. */
 #define MAX_FILE_SIZE (1LL << 50)
-#define MAX_FILES 100000
+#define MAX_FILES     100000
 
 ferry_status fy_manifest_verify(const char *dir)
 {
@@ -208,8 +213,8 @@ ferry_status fy_manifest_verify(const char *dir)
     if (!json_is_object(root) || !json_is_array(files) || json_array_size(files) == 0 ||
         json_array_size(files) > MAX_FILES) {
         json_decref(root);
-        return fy_error(FERRY_E_PARSE, "%s: \"files\" must be a non-empty array (at most %d)",
-                        path, MAX_FILES);
+        return fy_error(FERRY_E_PARSE, "%s: \"files\" must be a non-empty array (at most %d)", path,
+                        MAX_FILES);
     }
     char problems[2048] = "";
     char what[1200];
@@ -217,15 +222,15 @@ ferry_status fy_manifest_verify(const char *dir)
     const char *base = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
     char *end;
     long long dir_ver = strtoll(base, &end, 10);
-    if (jver && *base && !*end &&
-        (!json_is_integer(jver) || json_integer_value(jver) != dir_ver)) {
+    if (jver && *base && !*end && (!json_is_integer(jver) || json_integer_value(jver) != dir_ver)) {
         snprintf(what, sizeof what, "manifest version does not match directory %s", base);
         note(problems, sizeof problems, what);
     }
     if (!listed(files, "model.onnx")) note(problems, sizeof problems, "model.onnx not listed");
     size_t i;
     json_t *entry;
-    json_array_foreach(files, i, entry) {
+    json_array_foreach(files, i, entry)
+    {
         const char *rel = json_string_value(json_object_get(entry, "path"));
         const char *want = json_string_value(json_object_get(entry, "sha256"));
         json_t *size = json_object_get(entry, "size");
@@ -237,7 +242,8 @@ ferry_status fy_manifest_verify(const char *dir)
         }
         long long want_size = (long long)json_integer_value(size);
         for (size_t j = 0; j < i; j++) {
-            const char *other = json_string_value(json_object_get(json_array_get(files, j), "path"));
+            const char *other =
+                json_string_value(json_object_get(json_array_get(files, j), "path"));
             if (other && !strcmp(rel, other)) {
                 snprintf(what, sizeof what, "%s: listed twice", rel);
                 note(problems, sizeof problems, what);

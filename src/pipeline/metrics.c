@@ -44,8 +44,10 @@ int fy_scores_to_probabilities(double *s, int64_t n, int64_t w)
         double *r = s + i * w, mx = -INFINITY, sum = 0;
         for (int64_t j = 0; j < w; j++)
             if (r[j] > mx) mx = r[j];
-        for (int64_t j = 0; j < w; j++) sum += (r[j] = exp(r[j] - mx));
-        for (int64_t j = 0; j < w; j++) r[j] /= sum;
+        for (int64_t j = 0; j < w; j++)
+            sum += (r[j] = exp(r[j] - mx));
+        for (int64_t j = 0; j < w; j++)
+            r[j] /= sum;
     }
     return 1;
 }
@@ -63,17 +65,20 @@ ferry_status fy_metrics_classification(fy_model_eval *e, const int64_t *labels)
     int64_t correct = 0, topk = 0;
     int k = 5;
     double loss = 0;
-    const double eps = 1e-15; /* scikit-learn 1.2's log_loss clips to [eps, 1-eps], then renormalizes */
+    const double eps =
+        1e-15; /* scikit-learn 1.2's log_loss clips to [eps, 1-eps], then renormalizes */
     for (int64_t i = 0; i < n; i++) {
         const double *r = e->scores + i * c;
         int64_t y = labels[i], p = e->top1[i];
         e->confusion[y * c + p]++;
         correct += p == y;
         int64_t above = 0;
-        for (int64_t j = 0; j < c; j++) above += r[j] > r[y];
+        for (int64_t j = 0; j < c; j++)
+            above += r[j] > r[y];
         topk += above < k;
         double sum = 0;
-        for (int64_t j = 0; j < c; j++) sum += fmin(fmax(r[j], eps), 1 - eps);
+        for (int64_t j = 0; j < c; j++)
+            sum += fmin(fmax(r[j], eps), 1 - eps);
         loss -= log(fmin(fmax(r[y], eps), 1 - eps) / sum);
     }
     e->v[FY_M_ACCURACY] = (double)correct / (double)n;
@@ -90,7 +95,8 @@ ferry_status fy_metrics_classification(fy_model_eval *e, const int64_t *labels)
     int present = 0;
     for (int64_t j = 0; j < c; j++) {
         int64_t tp = e->confusion[j * c + j], pred = 0, truth = 0;
-        for (int64_t i = 0; i < c; i++) pred += e->confusion[i * c + j], truth += e->confusion[j * c + i];
+        for (int64_t i = 0; i < c; i++)
+            pred += e->confusion[i * c + j], truth += e->confusion[j * c + i];
         e->support[j] = truth;
         e->precision[j] = pred ? (double)tp / (double)pred : 0;
         e->recall[j] = truth ? (double)tp / (double)truth : 0;
@@ -123,7 +129,8 @@ ferry_status fy_metrics_regression(fy_model_eval *e, const double *labels)
      * a constant target gives 1 when predicted exactly, else 0 (its force_finite rule) */
     for (int64_t j = 0; j < w; j++) {
         double mean = 0, ss_tot = 0, ss_res = 0;
-        for (int64_t i = 0; i < n; i++) mean += labels[i * w + j];
+        for (int64_t i = 0; i < n; i++)
+            mean += labels[i * w + j];
         mean /= (double)n;
         for (int64_t i = 0; i < n; i++) {
             double y = labels[i * w + j], d = y - e->scores[i * w + j];
@@ -148,7 +155,8 @@ void fy_metrics_latency(fy_model_eval *e)
     e->v[FY_M_LATENCY_P95] = fy_percentile(e->latency_ms, e->n_latency, 95);
     e->v[FY_M_LATENCY_P99] = fy_percentile(e->latency_ms, e->n_latency, 99);
     double s = 0;
-    for (int i = 0; i < e->n_latency; i++) s += e->latency_ms[i];
+    for (int i = 0; i < e->n_latency; i++)
+        s += e->latency_ms[i];
     e->v[FY_M_LATENCY_MEAN] = s / e->n_latency;
     e->has[FY_M_LATENCY_P50] = e->has[FY_M_LATENCY_P95] = e->has[FY_M_LATENCY_P99] =
         e->has[FY_M_LATENCY_MEAN] = 1;
@@ -159,7 +167,8 @@ void fy_metrics_compare(fy_model_eval *cand, const fy_model_eval *base, int clas
     if (cand->n != base->n) return;
     if (classification) {
         int64_t same = 0;
-        for (int64_t i = 0; i < cand->n; i++) same += cand->top1[i] == base->top1[i];
+        for (int64_t i = 0; i < cand->n; i++)
+            same += cand->top1[i] == base->top1[i];
         cand->v[FY_M_AGREEMENT] = cand->n ? (double)same / (double)cand->n : NAN;
         cand->has[FY_M_AGREEMENT] = cand->n > 0;
     }

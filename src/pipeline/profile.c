@@ -27,8 +27,10 @@ static json_t *stats(double *v, int64_t n, double lo, double hi)
 {
     int64_t m = 0, missing = 0;
     for (int64_t i = 0; i < n; i++) {
-        if (isnan(v[i])) missing++;
-        else v[m++] = v[i];
+        if (isnan(v[i]))
+            missing++;
+        else
+            v[m++] = v[i];
     }
     json_t *o = json_object();
     json_object_set_new(o, "count", json_integer(m));
@@ -36,9 +38,11 @@ static json_t *stats(double *v, int64_t n, double lo, double hi)
     if (m == 0) return o;
     qsort(v, (size_t)m, sizeof *v, cmp_double);
     double sum = 0, sq = 0;
-    for (int64_t i = 0; i < m; i++) sum += v[i];
+    for (int64_t i = 0; i < m; i++)
+        sum += v[i];
     double mean = sum / (double)m;
-    for (int64_t i = 0; i < m; i++) sq += (v[i] - mean) * (v[i] - mean);
+    for (int64_t i = 0; i < m; i++)
+        sq += (v[i] - mean) * (v[i] - mean);
     json_object_set_new(o, "mean", json_real(mean));
     json_object_set_new(o, "std", json_real(sqrt(sq / (double)m)));
     json_object_set_new(o, "min", json_real(v[0]));
@@ -60,8 +64,10 @@ static json_t *stats(double *v, int64_t n, double lo, double hi)
         int b = hi > lo ? (int)((v[i] - lo) / (hi - lo) * BINS) : 0;
         c[b < 0 ? 0 : b >= BINS ? BINS - 1 : b]++;
     }
-    for (int b = 0; b <= BINS; b++) json_array_append_new(edges, json_real(lo + (hi - lo) * b / BINS));
-    for (int b = 0; b < BINS; b++) json_array_append_new(counts, json_integer(c[b]));
+    for (int b = 0; b <= BINS; b++)
+        json_array_append_new(edges, json_real(lo + (hi - lo) * b / BINS));
+    for (int b = 0; b < BINS; b++)
+        json_array_append_new(counts, json_integer(c[b]));
     json_t *h = json_object();
     json_object_set_new(h, "edges", edges);
     json_object_set_new(h, "counts", counts);
@@ -80,11 +86,12 @@ static json_t *input_profile(const ferry_value *data, int64_t n, double scale, d
         free(col);
         return o;
     }
-#define X(s, j) ((fy_tensor_get_f64(data, (s) * per + (j)) - mean) * scale)
+#define X(s, j) ((fy_tensor_get_f64(data, (s)*per + (j)) - mean) * scale)
     if (per <= MAX_FEATURES) {
         json_object_set_new(o, "kind", json_string("tabular"));
         for (int64_t j = 0; j < per; j++) {
-            for (int64_t s = 0; s < n; s++) col[s] = X(s, j);
+            for (int64_t s = 0; s < n; s++)
+                col[s] = X(s, j);
             char key[32];
             snprintf(key, sizeof key, "f%lld", (long long)j);
             json_object_set_new(features, key, stats(col, n, 0, 0));
@@ -97,9 +104,11 @@ static json_t *input_profile(const ferry_value *data, int64_t n, double scale, d
         if (sd) {
             for (int64_t s = 0; s < n; s++) {
                 double sum = 0, sq = 0;
-                for (int64_t j = 0; j < per; j++) sum += X(s, j);
+                for (int64_t j = 0; j < per; j++)
+                    sum += X(s, j);
                 double m = sum / (double)per;
-                for (int64_t j = 0; j < per; j++) sq += (X(s, j) - m) * (X(s, j) - m);
+                for (int64_t j = 0; j < per; j++)
+                    sq += (X(s, j) - m) * (X(s, j) - m);
                 col[s] = m;
                 sd[s] = sqrt(sq / (double)per);
             }
@@ -110,7 +119,8 @@ static json_t *input_profile(const ferry_value *data, int64_t n, double scale, d
                 int64_t plane = per / channels;
                 for (int64_t s = 0; s < n; s++) {
                     double sum = 0;
-                    for (int64_t j = 0; j < plane; j++) sum += X(s, c * plane + j);
+                    for (int64_t j = 0; j < plane; j++)
+                        sum += X(s, c * plane + j);
                     col[s] = sum / (double)plane;
                 }
                 char key[32];
@@ -119,7 +129,8 @@ static json_t *input_profile(const ferry_value *data, int64_t n, double scale, d
             }
             for (int r = 0; r < RAW_SAMPLES; r++) {
                 int64_t j = (per * (2 * r + 1)) / (2 * RAW_SAMPLES);
-                for (int64_t s = 0; s < n; s++) col[s] = X(s, j);
+                for (int64_t s = 0; s < n; s++)
+                    col[s] = X(s, j);
                 char key[32];
                 snprintf(key, sizeof key, "value%lld", (long long)j);
                 json_object_set_new(features, key, stats(col, n, 0, 0));
@@ -141,21 +152,25 @@ static json_t *output_profile(const fy_model_eval *e, int classification)
     if (classification) {
         json_t *shares = json_array(), *scores = json_array();
         int64_t *cnt = calloc((size_t)w, sizeof *cnt);
-        for (int64_t i = 0; cnt && i < n; i++) cnt[e->top1[i]]++;
+        for (int64_t i = 0; cnt && i < n; i++)
+            cnt[e->top1[i]]++;
         for (int64_t j = 0; j < w; j++) {
             json_array_append_new(shares, json_real(cnt && n ? (double)cnt[j] / (double)n : 0));
-            for (int64_t i = 0; i < n; i++) col[i] = e->scores[i * w + j];
+            for (int64_t i = 0; i < n; i++)
+                col[i] = e->scores[i * w + j];
             json_array_append_new(scores, stats(col, n, 0, 1));
         }
         free(cnt);
-        for (int64_t i = 0; i < n; i++) col[i] = e->scores[i * w + e->top1[i]];
+        for (int64_t i = 0; i < n; i++)
+            col[i] = e->scores[i * w + e->top1[i]];
         json_object_set_new(o, "predicted_class_share", shares);
         json_object_set_new(o, "class_probability", scores);
         json_object_set_new(o, "confidence", stats(col, n, 0, 1));
     } else {
         json_t *outs = json_array();
         for (int64_t j = 0; j < w; j++) {
-            for (int64_t i = 0; i < n; i++) col[i] = e->scores[i * w + j];
+            for (int64_t i = 0; i < n; i++)
+                col[i] = e->scores[i * w + j];
             json_array_append_new(outs, stats(col, n, 0, 0));
         }
         json_object_set_new(o, "values", outs);

@@ -59,9 +59,10 @@ static ferry_status check_names(const char *repo, const char *name, const char *
                         "model name \"%s\" must be 1-128 characters of A-Z a-z 0-9 . _ - "
                         "(not \".\" or \"..\")",
                         name ? name : "");
-    if (label && (!fy_repo_name_ok(label) || !strcmp(label, "canary_weight")))
+    /* ferry serve keeps labels in 64-byte slots, at most FY_MAX_LABELS of them */
+    if (label && (!fy_repo_name_ok(label) || strlen(label) > 63 || !strcmp(label, "canary_weight")))
         return fy_error(FERRY_E_INVALID_ARG,
-                        "label \"%s\" must be 1-128 characters of A-Z a-z 0-9 . _ - "
+                        "label \"%s\" must be 1-63 characters of A-Z a-z 0-9 . _ - "
                         "(and not \"canary_weight\")",
                         label);
     return FERRY_OK;
@@ -100,8 +101,10 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 {
     (void)st;
     (void)ftw;
-    if (flag == FTW_DP) rmdir(path);
-    else unlink(path);
+    if (flag == FTW_DP)
+        rmdir(path);
+    else
+        unlink(path);
     return 0;
 }
 
@@ -136,6 +139,21 @@ static int64_t highest_version(const char *dir)
     }
     closedir(d);
     return best;
+}
+
+/* rename() would silently replace an empty directory someone created by hand at the
+ * destination; RENAME_NOREPLACE refuses. File systems without it fall back to rename(), which
+ * the lock already makes safe against other ferry writers. */
+static int rename_noreplace(const char *from, const char *to)
+{
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) return 0;
+    if (errno != EINVAL && errno != ENOSYS) return -1;
+    struct stat st;
+    if (lstat(to, &st) == 0) {
+        errno = EEXIST;
+        return -1;
+    }
+    return rename(from, to);
 }
 
 /* ---- lock ----------------------------------------------------------------------------------- */
@@ -195,6 +213,20 @@ static ferry_status load_labels(const char *dir, json_t **out)
     return FERRY_OK;
 }
 
+/* Refuses a label that would be one more than ferry serve routes. */
+static ferry_status room_for_label(json_t *labels, const char *label, int *refused)
+{
+    if (json_object_get(labels, label)) return FERRY_OK;
+    int n = 0;
+    const char *key;
+    json_t *val;
+    json_object_foreach(labels, key, val) n += json_is_integer(val);
+    if (n < FY_MAX_LABELS) return FERRY_OK;
+    *refused = 1;
+    return fy_error(FERRY_E_INVALID_ARG, "a model has at most %d labels; \"%s\" would be one more",
+                    FY_MAX_LABELS, label);
+}
+
 /* Version a label points at in a loaded labels object (0 if unset or not a positive integer). */
 static int64_t label_version(json_t *labels, const char *label)
 {
@@ -209,15 +241,15 @@ static ferry_status store_labels(const char *dir, json_t *labels)
     char tmp[4096], path[4096];
     snprintf(tmp, sizeof tmp, "%s/%slabels-%d", dir, FY_TMP_PREFIX, (int)getpid());
     snprintf(path, sizeof path, "%s/%s", dir, FY_LABELS_NAME);
-    char *text = json_dumps(labels, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    char *text = json_dumps(labels, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
     if (!text) return fy_error(FERRY_E_NOMEM, "out of memory");
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         free(text);
         return fy_error(FERRY_E_IO, "%s: %s", tmp, strerror(errno));
     }
-    int ok = write_all(fd, text, strlen(text)) == 0 && write_all(fd, "\n", 1) == 0 &&
-             fsync(fd) == 0;
+    int ok =
+        write_all(fd, text, strlen(text)) == 0 && write_all(fd, "\n", 1) == 0 && fsync(fd) == 0;
     int e = errno;
     close(fd);
     free(text);
@@ -237,15 +269,19 @@ static void who(char *user, size_t ucap, char *host, size_t hcap)
         struct passwd *pw = getpwuid(geteuid());
         u = pw ? pw->pw_name : NULL;
     }
-    if (u) snprintf(user, ucap, "%s", u);
-    else snprintf(user, ucap, "uid%d", (int)geteuid());
+    if (u)
+        snprintf(user, ucap, "%s", u);
+    else
+        snprintf(user, ucap, "uid%d", (int)geteuid());
     if (gethostname(host, hcap) != 0) snprintf(host, hcap, "unknown");
     host[hcap - 1] = '\0';
 }
 
 /* Appends one change to history.jsonl with a single O_APPEND write, then fsyncs. */
+/* weight >= 0 adds "weight" (a canary_weight set in the same change). */
 static ferry_status append_history(const char *dir, const char *action, int64_t version,
-                                   const char *label, int64_t previous, const char *reason)
+                                   const char *label, int64_t previous, const char *reason,
+                                   double weight)
 {
     char when[40], user[128], host[256];
     fy_utc_now(when, sizeof when, 1);
@@ -259,7 +295,8 @@ static ferry_status append_history(const char *dir, const char *action, int64_t 
     json_object_set_new(e, "label", label ? json_string(label) : json_null());
     json_object_set_new(e, "previous", previous > 0 ? json_integer(previous) : json_null());
     json_object_set_new(e, "reason", reason ? json_string(reason) : json_null());
-    char *line = json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (weight >= 0) json_object_set_new(e, "weight", json_real(weight));
+    char *line = json_dumps(e, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
     json_decref(e);
     if (!line) return fy_error(FERRY_E_NOMEM, "out of memory (or reason is not UTF-8)");
     size_t len = strlen(line);
@@ -307,7 +344,8 @@ static ferry_status name_list_add(name_list *l, const char *s)
 
 static void name_list_free(name_list *l)
 {
-    for (int i = 0; i < l->n; i++) free(l->v[i]);
+    for (int i = 0; i < l->n; i++)
+        free(l->v[i]);
     free(l->v);
     *l = (name_list){0};
 }
@@ -355,7 +393,8 @@ static ferry_status external_of_graph(const Onnx__GraphProto *g, name_list *out,
             const Onnx__AttributeProto *a = n->attribute[j];
             if (!a) continue;
             FY_CHECK(external_of_tensor(a->t, out));
-            for (size_t k = 0; k < a->n_tensors; k++) FY_CHECK(external_of_tensor(a->tensors[k], out));
+            for (size_t k = 0; k < a->n_tensors; k++)
+                FY_CHECK(external_of_tensor(a->tensors[k], out));
             FY_CHECK(external_of_sparse(a->sparse_tensor, out));
             for (size_t k = 0; k < a->n_sparse_tensors; k++)
                 FY_CHECK(external_of_sparse(a->sparse_tensors[k], out));
@@ -380,7 +419,8 @@ static ferry_status external_files(const char *model, name_list *out)
     }
     void *addr = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
-    if (addr == MAP_FAILED) return fy_error(FERRY_E_IO, "%s: cannot map: %s", model, strerror(errno));
+    if (addr == MAP_FAILED)
+        return fy_error(FERRY_E_IO, "%s: cannot map: %s", model, strerror(errno));
     Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, (size_t)st.st_size, addr);
     munmap(addr, (size_t)st.st_size);
     if (!m || !m->graph) {
@@ -514,8 +554,10 @@ static ferry_status fill_version_dir(const ferry_publish_options *o, const char 
     char srcdir[4096];
     snprintf(srcdir, sizeof srcdir, "%s", o->model);
     char *slash = strrchr(srcdir, '/');
-    if (slash) *slash = '\0';
-    else snprintf(srcdir, sizeof srcdir, ".");
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(srcdir, sizeof srcdir, ".");
     const char **files = malloc(sizeof *files * (size_t)(ext->n + 1));
     if (!files) return fy_error(FERRY_E_NOMEM, "out of memory");
     files[0] = "model.onnx";
@@ -590,8 +632,10 @@ ferry_status ferry_repo_publish(const ferry_publish_options *o, int64_t *version
             *strrchr(sub, '/') = '\0';
             fsync_path(sub);
         }
-    if (rc == FERRY_OK && rename(tmp, final) != 0)
+    if (rc == FERRY_OK && rename_noreplace(tmp, final) != 0) {
+        *refused = errno == EEXIST || errno == ENOTEMPTY;
         rc = fy_error(FERRY_E_IO, "cannot rename %s to %s: %s", tmp, final, strerror(errno));
+    }
     if (rc != FERRY_OK) {
         rm_rf(tmp);
         goto done;
@@ -602,6 +646,7 @@ ferry_status ferry_repo_publish(const ferry_publish_options *o, int64_t *version
     if (o->label) {
         json_t *labels = NULL;
         rc = load_labels(dir, &labels);
+        if (rc == FERRY_OK) rc = room_for_label(labels, o->label, refused);
         if (rc == FERRY_OK) {
             previous = label_version(labels, o->label);
             json_object_set_new(labels, o->label, json_integer(v));
@@ -611,11 +656,11 @@ ferry_status ferry_repo_publish(const ferry_publish_options *o, int64_t *version
         if (rc != FERRY_OK) {
             rc = fy_error_wrap(rc, "version %lld was published but label \"%s\" was not set",
                                (long long)v, o->label);
-            append_history(dir, "publish", v, NULL, 0, o->reason);
+            append_history(dir, "publish", v, NULL, 0, o->reason, -1);
             goto done;
         }
     }
-    rc = append_history(dir, "publish", v, o->label, previous, o->reason);
+    rc = append_history(dir, "publish", v, o->label, previous, o->reason, -1);
 done:
     unlock_model(lock);
     json_decref(metrics);
@@ -643,7 +688,8 @@ ferry_status fy_repo_resolve_label(const char *repo, const char *name, const cha
         char have[512] = "";
         const char *key;
         json_t *val;
-        json_object_foreach(labels, key, val) {
+        json_object_foreach(labels, key, val)
+        {
             if (!json_is_integer(val)) continue;
             size_t used = strlen(have);
             snprintf(have + used, sizeof have - used, "%s%s", used ? ", " : "", key);
@@ -665,14 +711,17 @@ ferry_status ferry_repo_resolve(const char *repo, const char *name, const char *
 
 ferry_status fy_repo_resolve_spec(const char *spec, char **model_path, int64_t *version)
 {
+    /* NAME starts after the last '/' before the last '@'; REPO is everything before that '/'. */
     const char *at = spec ? strrchr(spec, '@') : NULL;
-    const char *slash = at ? at : NULL;
-    while (slash && slash > spec && slash[-1] != '/') slash--;
-    if (!at || !slash || slash == spec || slash - 1 == spec)
+    const char *slash = at;
+    while (slash && slash > spec && slash[-1] != '/')
+        slash--;
+    if (!at || slash == spec || slash - 1 == spec)
         return fy_error(FERRY_E_INVALID_ARG, "\"%s\" is not REPO/NAME@LABEL", spec ? spec : "");
     size_t repo_len = (size_t)(slash - 1 - spec);
     char repo[4096], name[256], label[256];
-    if (repo_len >= sizeof repo || (size_t)(at - slash) >= sizeof name || strlen(at + 1) >= sizeof label)
+    if (repo_len >= sizeof repo || (size_t)(at - slash) >= sizeof name ||
+        strlen(at + 1) >= sizeof label)
         return fy_error(FERRY_E_INVALID_ARG, "\"%s\": too long", spec);
     memcpy(repo, spec, repo_len);
     repo[repo_len] = '\0';
@@ -681,6 +730,10 @@ ferry_status fy_repo_resolve_spec(const char *spec, char **model_path, int64_t *
     snprintf(label, sizeof label, "%s", at + 1);
     int64_t v;
     FY_CHECK(fy_repo_resolve_label(repo, name, label, &v));
+    char vdir[4400];
+    snprintf(vdir, sizeof vdir, "%s/%s/%lld", repo, name, (long long)v);
+    if (fy_manifest_verify(vdir) == FERRY_E_PARSE)
+        return fy_error_wrap(FERRY_E_PARSE, "%s is version %lld", spec, (long long)v);
     size_t cap = strlen(repo) + strlen(name) + 40;
     char *path = malloc(cap);
     if (!path) return fy_error(FERRY_E_NOMEM, "out of memory");
@@ -691,8 +744,7 @@ ferry_status fy_repo_resolve_spec(const char *spec, char **model_path, int64_t *
 }
 
 /* The version must exist and verify before a label may point at it. */
-static ferry_status check_version(const char *dir, const char *name, int64_t version,
-                                  int *refused)
+static ferry_status check_version(const char *dir, const char *name, int64_t version, int *refused)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%lld", dir, (long long)version);
@@ -712,7 +764,7 @@ static ferry_status check_version(const char *dir, const char *name, int64_t ver
 
 static ferry_status set_label(const char *repo, const char *name, const char *label,
                               const char *action, const char *reason, int64_t version,
-                              int64_t *previous, int *refused)
+                              double weight, int64_t *previous, int *refused)
 {
     char dir[4096];
     FY_CHECK(model_dir(repo, name, dir, sizeof dir));
@@ -726,12 +778,14 @@ static ferry_status set_label(const char *repo, const char *name, const char *la
     json_t *labels = NULL;
     ferry_status rc = check_version(dir, name, version, refused);
     if (rc == FERRY_OK) rc = load_labels(dir, &labels);
+    if (rc == FERRY_OK) rc = room_for_label(labels, label, refused);
     if (rc == FERRY_OK) {
         int64_t prev = label_version(labels, label);
         if (previous) *previous = prev;
         json_object_set_new(labels, label, json_integer(version));
+        if (weight >= 0) json_object_set_new(labels, "canary_weight", json_real(weight));
         rc = store_labels(dir, labels);
-        if (rc == FERRY_OK) rc = append_history(dir, action, version, label, prev, reason);
+        if (rc == FERRY_OK) rc = append_history(dir, action, version, label, prev, reason, weight);
     }
     json_decref(labels);
     unlock_model(lock);
@@ -749,7 +803,22 @@ ferry_status ferry_repo_promote(const char *repo, const char *name, int64_t vers
     FY_CHECK(check_names(repo, name, label));
     if (version <= 0 || version > MAX_VERSION)
         return fy_error(FERRY_E_INVALID_ARG, "version must be a positive integer");
-    return set_label(repo, name, label, "promote", reason, version, previous, refused);
+    return set_label(repo, name, label, "promote", reason, version, -1, previous, refused);
+}
+
+ferry_status ferry_repo_promote_canary(const char *repo, const char *name, int64_t version,
+                                       double weight, const char *reason, int64_t *previous,
+                                       int *refused)
+{
+    int dummy;
+    if (!refused) refused = &dummy;
+    *refused = 0;
+    FY_CHECK(check_names(repo, name, "canary"));
+    if (version <= 0 || version > MAX_VERSION)
+        return fy_error(FERRY_E_INVALID_ARG, "version must be a positive integer");
+    if (!(weight >= 0 && weight <= 1))
+        return fy_error(FERRY_E_INVALID_ARG, "canary weight must be in [0, 1]");
+    return set_label(repo, name, "canary", "promote", reason, version, weight, previous, refused);
 }
 
 /* Replays history.jsonl for one label as a stack: promote/publish push the version they set,
@@ -773,24 +842,27 @@ static ferry_status label_stack(const char *dir, const char *label, int64_t **ou
         json_t *jv = json_object_get(e, "version");
         if (l && action && json_is_integer(jv) && !strcmp(l, label)) {
             int64_t v = (int64_t)json_integer_value(jv);
+            int push = 0;
             if (!strcmp(action, "rollback")) {
-                while (top > 0 && stack[top - 1] != v) top--;
-                if (top == 0) stack[top++] = v; /* history was trimmed: restart from here */
-            } else if (top == 0 || stack[top - 1] != v) {
-                if (top == cap) {
-                    cap = cap ? cap * 2 : 16;
-                    int64_t *s = realloc(stack, sizeof *s * (size_t)cap);
-                    if (!s) {
-                        json_decref(e);
-                        free(stack);
-                        free(line);
-                        fclose(f);
-                        return fy_error(FERRY_E_NOMEM, "out of memory");
-                    }
-                    stack = s;
-                }
-                stack[top++] = v;
+                while (top > 0 && stack[top - 1] != v)
+                    top--;
+                push = top == 0; /* history was trimmed: restart from here */
+            } else if (!strcmp(action, "promote") || !strcmp(action, "publish")) {
+                push = top == 0 || stack[top - 1] != v;
             }
+            if (push && top == cap) {
+                cap = cap ? cap * 2 : 16;
+                int64_t *grown = realloc(stack, sizeof *grown * (size_t)cap);
+                if (!grown) {
+                    json_decref(e);
+                    free(stack);
+                    free(line);
+                    fclose(f);
+                    return fy_error(FERRY_E_NOMEM, "out of memory");
+                }
+                stack = grown;
+            }
+            if (push) stack[top++] = v;
         }
         json_decref(e);
     }
@@ -825,7 +897,8 @@ ferry_status ferry_repo_rollback(const char *repo, const char *name, const char 
     if (rc == FERRY_OK) rc = label_stack(dir, label, &stack, &n);
     if (rc == FERRY_OK) {
         int64_t current = label_version(labels, label);
-        while (n > 0 && stack[n - 1] == current) n--;
+        while (n > 0 && stack[n - 1] == current)
+            n--;
         if (!current) {
             *refused = 1;
             rc = fy_error(FERRY_E_INVALID_ARG, "%s: label \"%s\" is not set; nothing to roll back",
@@ -843,7 +916,8 @@ ferry_status ferry_repo_rollback(const char *repo, const char *name, const char 
                 json_object_set_new(labels, label, json_integer(target));
                 rc = store_labels(dir, labels);
             }
-            if (rc == FERRY_OK) rc = append_history(dir, "rollback", target, label, current, reason);
+            if (rc == FERRY_OK)
+                rc = append_history(dir, "rollback", target, label, current, reason, -1);
             if (rc == FERRY_OK) {
                 if (from) *from = current;
                 if (to) *to = target;
@@ -881,13 +955,16 @@ static void describe_version(const char *dir, json_t *labels, ferry_repo_version
     out->accuracy = out->f1_macro = out->latency_p95_ms = NAN;
     const char *key;
     json_t *val;
-    json_object_foreach(labels, key, val) {
+    json_object_foreach(labels, key, val)
+    {
         if (!json_is_integer(val) || json_integer_value(val) != out->version) continue;
         size_t used = strlen(out->labels);
         snprintf(out->labels + used, sizeof out->labels - used, "%s%s", used ? "," : "", key);
     }
-    if (fy_manifest_verify(path) == FERRY_OK) out->verified = 1;
-    else snprintf(out->problem, sizeof out->problem, "%s", ferry_last_error());
+    if (fy_manifest_verify(path) == FERRY_OK)
+        out->verified = 1;
+    else
+        snprintf(out->problem, sizeof out->problem, "%s", ferry_last_error());
     snprintf(path + strlen(path), sizeof path - strlen(path), "/%s", FY_MANIFEST_NAME);
     json_t *m = json_load_file(path, 0, NULL);
     if (!json_is_object(m)) {
@@ -900,7 +977,8 @@ static void describe_version(const char *dir, json_t *labels, ferry_repo_version
     size_t i;
     json_t *e;
     long long total = 0;
-    json_array_foreach(files, i, e) total += (long long)json_integer_value(json_object_get(e, "size"));
+    json_array_foreach(files, i, e) total +=
+        (long long)json_integer_value(json_object_get(e, "size"));
     if (json_is_array(files)) out->size = total;
     json_t *src = json_object_get(m, "source");
     const char *commit = json_string_value(json_object_get(src, "git_commit"));
@@ -968,7 +1046,8 @@ ferry_status ferry_repo_versions(const char *repo, const char *name, ferry_repo_
 
 void ferry_repo_versions_free(ferry_repo_version *v, int n)
 {
-    for (int i = 0; v && i < n; i++) free(v[i].metrics_json);
+    for (int i = 0; v && i < n; i++)
+        free(v[i].metrics_json);
     free(v);
 }
 
@@ -982,8 +1061,9 @@ ferry_status ferry_repo_names(const char *repo, char ***names, int *n)
     *names = NULL;
     *n = 0;
     DIR *d = repo ? opendir(repo) : NULL;
-    if (!d) return fy_error(FERRY_E_IO, "cannot open repository %s: %s", repo ? repo : "(null)",
-                            strerror(errno));
+    if (!d)
+        return fy_error(FERRY_E_IO, "cannot open repository %s: %s", repo ? repo : "(null)",
+                        strerror(errno));
     name_list l = {0};
     struct dirent *de;
     ferry_status rc = FERRY_OK;
@@ -1015,4 +1095,39 @@ ferry_status ferry_repo_labels_json(const char *repo, const char *name, char **j
     *json = json_dumps(labels, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(labels);
     return *json ? FERRY_OK : fy_error(FERRY_E_NOMEM, "out of memory");
+}
+
+ferry_status ferry_repo_check_labels(const char *repo, const char *name)
+{
+    FY_CHECK(check_names(repo, name, NULL));
+    char dir[4096];
+    FY_CHECK(model_dir(repo, name, dir, sizeof dir));
+    json_t *labels;
+    FY_CHECK(load_labels(dir, &labels));
+    char problems[1024] = "";
+    const char *key;
+    json_t *val;
+    json_object_foreach(labels, key, val)
+    {
+        if (!strcmp(key, "canary_weight")) {
+            double w = json_is_number(val) ? json_number_value(val) : -1;
+            if (w < 0 || w > 1) {
+                size_t used = strlen(problems);
+                snprintf(problems + used, sizeof problems - used,
+                         "%scanary_weight must be a number in [0, 1]", used ? "; " : "");
+            }
+            continue;
+        }
+        char path[4096];
+        int64_t v = label_version(labels, key);
+        snprintf(path, sizeof path, "%s/%lld", dir, (long long)v);
+        struct stat st;
+        if (v > 0 && stat(path, &st) == 0 && S_ISDIR(st.st_mode)) continue;
+        size_t used = strlen(problems);
+        snprintf(problems + used, sizeof problems - used, "%slabel \"%s\" names no version",
+                 used ? "; " : "", key);
+    }
+    json_decref(labels);
+    if (*problems) return fy_error(FERRY_E_PARSE, "%s/%s: %s", dir, FY_LABELS_NAME, problems);
+    return FERRY_OK;
 }

@@ -25,7 +25,8 @@ static json_t *signature_obj(const fy_model_eval *e)
         int is_in = i < e->n_inputs, k = is_in ? i : i - e->n_inputs;
         json_t *x = json_object();
         json_object_set_new(x, "name", json_string(is_in ? e->in_name[k] : e->out_name[k]));
-        json_object_set_new(x, "dtype", json_string(ferry_dtype_name(is_in ? e->in_dtype[k] : e->out_dtype[k])));
+        json_object_set_new(
+            x, "dtype", json_string(ferry_dtype_name(is_in ? e->in_dtype[k] : e->out_dtype[k])));
         json_object_set_new(x, "shape", json_string(is_in ? e->in_shape[k] : e->out_shape[k]));
         json_array_append_new(is_in ? in : out, x);
     }
@@ -44,7 +45,8 @@ static json_t *latency_obj(const fy_model_eval *e, double lo, double hi)
         c[b < 0 ? 0 : b >= FY_LAT_BINS ? FY_LAT_BINS - 1 : b]++;
         json_array_append_new(samples, json_real(e->latency_ms[i]));
     }
-    for (int b = 0; b < FY_LAT_BINS; b++) json_array_append_new(counts, json_integer(c[b]));
+    for (int b = 0; b < FY_LAT_BINS; b++)
+        json_array_append_new(counts, json_integer(c[b]));
     json_object_set_new(o, "runs", json_integer(e->n_latency > 0 ? e->n_latency : 0));
     json_object_set_new(o, "counts", counts);
     json_object_set_new(o, "samples_ms", samples);
@@ -76,7 +78,8 @@ static json_t *model_obj(const ferry_validation *v, const fy_model_eval *e, doub
     json_object_set_new(o, "eval_seconds", num(e->eval_seconds));
     if (v->classification && e->confusion) {
         json_object_set_new(o, "softmax_applied", json_boolean(e->softmax_applied));
-        json_t *pc = json_object(), *p = json_array(), *r = json_array(), *f1 = json_array(), *s = json_array();
+        json_t *pc = json_object(), *p = json_array(), *r = json_array(), *f1 = json_array(),
+               *s = json_array();
         json_t *cm = json_array();
         for (int64_t j = 0; j < e->width; j++) {
             json_array_append_new(p, json_real(e->precision[j]));
@@ -84,7 +87,8 @@ static json_t *model_obj(const ferry_validation *v, const fy_model_eval *e, doub
             json_array_append_new(f1, json_real(e->f1[j]));
             json_array_append_new(s, json_integer(e->support[j]));
             json_t *row = json_array();
-            for (int64_t k = 0; k < e->width; k++) json_array_append_new(row, json_integer(e->confusion[j * e->width + k]));
+            for (int64_t k = 0; k < e->width; k++)
+                json_array_append_new(row, json_integer(e->confusion[j * e->width + k]));
             json_array_append_new(cm, row);
         }
         json_object_set_new(pc, "precision", p);
@@ -99,7 +103,9 @@ static json_t *model_obj(const ferry_validation *v, const fy_model_eval *e, doub
 
 static const char *ref_name(fy_gate_ref r)
 {
-    return r == FY_GATE_CONST ? "threshold" : r == FY_GATE_BASE_ABS ? "baseline_absolute" : "baseline_relative";
+    return r == FY_GATE_CONST      ? "threshold"
+           : r == FY_GATE_BASE_ABS ? "baseline_absolute"
+                                   : "baseline_relative";
 }
 
 ferry_status fy_report_json(const ferry_validation *v, FILE *f)
@@ -109,7 +115,8 @@ ferry_status fy_report_json(const ferry_validation *v, FILE *f)
     json_t *root = json_object();
     json_object_set_new(root, "format", json_string("ferry-validate/1"));
     json_object_set_new(root, "passed", json_boolean(v->n_failures == 0));
-    json_object_set_new(root, "task", json_string(v->classification ? "classification" : "regression"));
+    json_object_set_new(root, "task",
+                        json_string(v->classification ? "classification" : "regression"));
     json_t *data = json_object();
     json_object_set_new(data, "path", json_string(v->data_desc));
     if (v->opts.labels) json_object_set_new(data, "labels", json_string(v->opts.labels));
@@ -120,24 +127,29 @@ ferry_status fy_report_json(const ferry_validation *v, FILE *f)
     json_object_set_new(root, "data", data);
     if (v->classification) {
         json_t *names = json_array();
-        for (int64_t j = 0; j < v->cand.width; j++) json_array_append_new(names, json_string(v->class_names[j]));
+        for (int64_t j = 0; j < v->cand.width; j++)
+            json_array_append_new(names, json_string(v->class_names[j]));
         json_object_set_new(root, "classes", names);
     }
     /* "metrics" at the top is the candidate's, the object ferry publish --report keeps */
     json_object_set_new(root, "metrics", metrics_obj(&v->cand));
     json_object_set_new(root, "candidate", model_obj(v, &v->cand, lo, hi));
-    json_object_set_new(root, "baseline", v->have_base ? model_obj(v, &v->base, lo, hi) : json_null());
+    json_object_set_new(root, "baseline",
+                        v->have_base ? model_obj(v, &v->base, lo, hi) : json_null());
     json_t *edges = json_array();
-    for (int b = 0; b <= FY_LAT_BINS; b++) json_array_append_new(edges, json_real(lo + (hi - lo) * b / FY_LAT_BINS));
+    for (int b = 0; b <= FY_LAT_BINS; b++)
+        json_array_append_new(edges, json_real(lo + (hi - lo) * b / FY_LAT_BINS));
     json_object_set_new(root, "latency_histogram_edges_ms", edges);
     if (v->have_base) {
         json_t *delta = json_object();
         for (int id = 0; id < FY_M_COUNT; id++)
             if (v->cand.has[id] && v->base.has[id])
-                json_object_set_new(delta, fy_metric_defs[id].name, num(v->cand.v[id] - v->base.v[id]));
+                json_object_set_new(delta, fy_metric_defs[id].name,
+                                    num(v->cand.v[id] - v->base.v[id]));
         json_object_set_new(root, "delta", delta);
         json_t *sig = json_object(), *ch = json_array();
-        for (int i = 0; i < v->n_sig_changes; i++) json_array_append_new(ch, json_string(v->sig_changes[i]));
+        for (int i = 0; i < v->n_sig_changes; i++)
+            json_array_append_new(ch, json_string(v->sig_changes[i]));
         json_object_set_new(sig, "compatible", json_boolean(v->signature_ok));
         json_object_set_new(sig, "changes", ch);
         json_object_set_new(root, "signature_check", sig);
@@ -160,7 +172,8 @@ ferry_status fy_report_json(const ferry_validation *v, FILE *f)
     }
     json_object_set_new(root, "gates", gates);
     json_t *fails = json_array();
-    for (int i = 0; i < v->n_failures; i++) json_array_append_new(fails, json_string(v->failures[i]));
+    for (int i = 0; i < v->n_failures; i++)
+        json_array_append_new(fails, json_string(v->failures[i]));
     json_object_set_new(root, "failures", fails);
     if (v->profile) json_object_set(root, "profile", (json_t *)v->profile);
     json_object_set_new(root, "wall_seconds", json_real(v->wall_seconds));

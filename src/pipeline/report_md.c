@@ -15,7 +15,8 @@ static void gates_cell(const ferry_validation *v, int id, char *buf, size_t size
     *state = -1;
     for (int i = 0; i < v->n_gates; i++) {
         if (v->gates[i].metric != id) continue;
-        n += snprintf(buf + n, size - n > size ? 0 : size - n, "%s`%s`", n ? "<br>" : "", v->gates[i].text);
+        n += snprintf(buf + n, size - n > size ? 0 : size - n, "%s`%s`", n ? "<br>" : "",
+                      v->gates[i].text);
         if (n >= size) n = size - 1;
         if (*state != 0) *state = v->gates[i].passed;
     }
@@ -33,9 +34,12 @@ static int metric_shown(const ferry_validation *v, int id)
 static void cell_text(FILE *f, const char *s)
 {
     for (; s && *s; s++) {
-        if (*s == '|') fputs("\\|", f);
-        else if (*s == '\n' || *s == '\r') fputc(' ', f);
-        else fputc(*s, f);
+        if (*s == '|')
+            fputs("\\|", f);
+        else if (*s == '\n' || *s == '\r')
+            fputc(' ', f);
+        else
+            fputc(*s, f);
     }
 }
 
@@ -57,9 +61,11 @@ ferry_status fy_report_markdown(const ferry_validation *v, FILE *f)
     if (v->have_base) fprintf(f, " vs baseline `%s`", v->base.spec);
     fprintf(f, "\n\n");
     int n_pass = 0;
-    for (int i = 0; i < v->n_gates; i++) n_pass += v->gates[i].passed;
+    for (int i = 0; i < v->n_gates; i++)
+        n_pass += v->gates[i].passed;
     fprintf(f, "**%d of %d gates passed**", n_pass, v->n_gates);
-    if (v->have_base) fprintf(f, " · signature %s", v->signature_ok ? "compatible" : "**breaking change**");
+    if (v->have_base)
+        fprintf(f, " · signature %s", v->signature_ok ? "compatible" : "**breaking change**");
     fprintf(f, " · %lld samples of `%s` · %s", (long long)v->n_samples, v->data_desc,
             v->classification ? "classification" : "regression");
     if (v->classification) fprintf(f, " (%lld classes)", (long long)v->cand.width);
@@ -80,7 +86,8 @@ ferry_status fy_report_markdown(const ferry_validation *v, FILE *f)
                 fy_metric_fmt(id, delta, d, sizeof d);
                 if (delta > 0 && d[0] != '+') memmove(d + 1, d, strlen(d) + 1), d[0] = '+';
             }
-            fprintf(f, " %s | %s |", v->base.has[id] ? fy_metric_fmt(id, v->base.v[id], b, sizeof b) : "",
+            fprintf(f, " %s | %s |",
+                    v->base.has[id] ? fy_metric_fmt(id, v->base.v[id], b, sizeof b) : "",
                     both ? d : "");
         }
         fprintf(f, " %s | %s |\n", cell, state < 0 ? "" : state ? "✅ pass" : "❌ fail");
@@ -88,7 +95,8 @@ ferry_status fy_report_markdown(const ferry_validation *v, FILE *f)
     fprintf(f, "\n");
     if (v->n_failures) {
         fprintf(f, "### Failures (%d)\n\n", v->n_failures);
-        for (int i = 0; i < v->n_failures; i++) fprintf(f, "- %s\n", v->failures[i]);
+        for (int i = 0; i < v->n_failures; i++)
+            fprintf(f, "- %s\n", v->failures[i]);
         fprintf(f, "\n");
     }
     if (v->have_base) {
@@ -96,13 +104,15 @@ ferry_status fy_report_markdown(const ferry_validation *v, FILE *f)
             fprintf(f, "Signature: inputs and outputs match the baseline.\n\n");
         else {
             fprintf(f, "### Breaking signature change\n\n");
-            for (int i = 0; i < v->n_sig_changes; i++) fprintf(f, "- %s\n", v->sig_changes[i]);
+            for (int i = 0; i < v->n_sig_changes; i++)
+                fprintf(f, "- %s\n", v->sig_changes[i]);
             fprintf(f, "\n");
         }
     }
     if (v->classification) {
         fprintf(f, "<details><summary>Per-class metrics</summary>\n\n");
-        fprintf(f, "| Class | Precision | Recall | F1 | Support |%s\n", v->have_base ? " F1 baseline |" : "");
+        fprintf(f, "| Class | Precision | Recall | F1 | Support |%s\n",
+                v->have_base ? " F1 baseline |" : "");
         fprintf(f, "|---|---:|---:|---:|---:|%s\n", v->have_base ? "---:|" : "");
         for (int64_t j = 0; j < v->cand.width; j++) {
             fprintf(f, "| ");
@@ -120,7 +130,8 @@ ferry_status fy_report_markdown(const ferry_validation *v, FILE *f)
             fputs(" |", f);
         }
         fprintf(f, "\n|---|");
-        for (int64_t j = 0; j < v->cand.width; j++) fprintf(f, "---:|");
+        for (int64_t j = 0; j < v->cand.width; j++)
+            fprintf(f, "---:|");
         fprintf(f, "\n");
         for (int64_t i = 0; i < v->cand.width; i++) {
             fprintf(f, "| **");
@@ -134,12 +145,15 @@ ferry_status fy_report_markdown(const ferry_validation *v, FILE *f)
         }
         fprintf(f, "\n</details>\n\n");
     }
-    fprintf(f, "<sub>ferry validate · inputs (x − %g) × %g%s · %s · latency: batch 1, %d runs%s · "
-               "throughput: batch %d · %.1f s</sub>\n",
+    fprintf(f,
+            "<sub>ferry validate · inputs (x − %g) × %g%s · %s · latency: batch 1, %d runs%s · "
+            "throughput: batch %d%s · %.1f s</sub>\n",
             v->mean, v->scale, v->scale_auto && v->scale != 1 ? " (automatic for uint8 data)" : "",
-            v->classification ? (v->cand.softmax_applied ? "log loss on softmax(outputs)" : "outputs are probabilities")
+            v->classification ? (v->cand.softmax_applied ? "log loss on softmax(outputs)"
+                                                         : "outputs are probabilities")
                               : "regression outputs as they are",
             v->cand.n_latency, v->have_base ? ", alternating with the baseline" : "",
-            v->opts.batch > 0 ? v->opts.batch : 64, v->wall_seconds);
+            v->opts.batch > 0 ? v->opts.batch : 64, v->have_base ? ", alternating" : "",
+            v->wall_seconds);
     return ferror(f) ? fy_error(FERRY_E_IO, "cannot write the Markdown report") : FERRY_OK;
 }

@@ -19,6 +19,7 @@
 #define DEFAULT_BATCH        64
 #define DEFAULT_LATENCY_RUNS 200
 #define LATENCY_WARMUP       5
+#define THROUGHPUT_BATCHES   32
 
 static double now_s(void)
 {
@@ -72,8 +73,11 @@ static void shape_str(const ferry_io_info *io, char *buf, size_t size)
     }
     size_t n = snprintf(buf, size, "[");
     for (int i = 0; i < io->rank && n < size; i++) {
-        if (io->dims[i] >= 0) n += snprintf(buf + n, size - n, "%s%lld", i ? "," : "", (long long)io->dims[i]);
-        else n += snprintf(buf + n, size - n, "%s%s", i ? "," : "", io->dim_names && io->dim_names[i] ? io->dim_names[i] : "?");
+        if (io->dims[i] >= 0)
+            n += snprintf(buf + n, size - n, "%s%lld", i ? "," : "", (long long)io->dims[i]);
+        else
+            n += snprintf(buf + n, size - n, "%s%s", i ? "," : "",
+                          io->dim_names && io->dim_names[i] ? io->dim_names[i] : "?");
     }
     if (n < size) snprintf(buf + n, size - n, "]");
 }
@@ -89,7 +93,8 @@ static ferry_status record_signature(fy_model_eval *e, const ferry_model *m)
     e->out_shape = calloc((size_t)no, sizeof *e->out_shape);
     e->in_dtype = calloc((size_t)ni, sizeof *e->in_dtype);
     e->out_dtype = calloc((size_t)no, sizeof *e->out_dtype);
-    if (!e->in_name || !e->out_name || !e->in_shape || !e->out_shape || !e->in_dtype || !e->out_dtype)
+    if (!e->in_name || !e->out_name || !e->in_shape || !e->out_shape || !e->in_dtype ||
+        !e->out_dtype)
         return fy_error(FERRY_E_NOMEM, "out of memory");
     for (int i = 0; i < e->n_inputs + e->n_outputs; i++) {
         int is_in = i < e->n_inputs, k = is_in ? i : i - e->n_inputs;
@@ -151,23 +156,29 @@ static ferry_status check_signature(ferry_validation *v)
             for (int k = 0; k < nc && j < 0; k++)
                 if (strcmp(name, is_in ? c->in_name[k] : c->out_name[k]) == 0) j = k;
             if (j < 0) {
-                FY_CHECK(add_line(&v->sig_changes, &v->n_sig_changes, "%s \"%s\" was removed", what, name));
+                FY_CHECK(add_line(&v->sig_changes, &v->n_sig_changes, "%s \"%s\" was removed", what,
+                                  name));
                 continue;
             }
-            ferry_dtype db = is_in ? b->in_dtype[i] : b->out_dtype[i], dc = is_in ? c->in_dtype[j] : c->out_dtype[j];
+            ferry_dtype db = is_in ? b->in_dtype[i] : b->out_dtype[i],
+                        dc = is_in ? c->in_dtype[j] : c->out_dtype[j];
             if (db != dc)
-                FY_CHECK(add_line(&v->sig_changes, &v->n_sig_changes, "%s \"%s\": dtype %s → %s", what,
-                                  name, ferry_dtype_name(db), ferry_dtype_name(dc)));
-            const char *sb = is_in ? b->in_shape[i] : b->out_shape[i], *sc = is_in ? c->in_shape[j] : c->out_shape[j];
+                FY_CHECK(add_line(&v->sig_changes, &v->n_sig_changes, "%s \"%s\": dtype %s → %s",
+                                  what, name, ferry_dtype_name(db), ferry_dtype_name(dc)));
+            const char *sb = is_in ? b->in_shape[i] : b->out_shape[i],
+                       *sc = is_in ? c->in_shape[j] : c->out_shape[j];
             if (!dims_compatible(sb, sc, is_in))
-                FY_CHECK(add_line(&v->sig_changes, &v->n_sig_changes, "%s \"%s\": shape %s → %s", what, name, sb, sc));
+                FY_CHECK(add_line(&v->sig_changes, &v->n_sig_changes, "%s \"%s\": shape %s → %s",
+                                  what, name, sb, sc));
         }
         if (is_in)
             for (int k = 0; k < nc; k++) {
                 int found = 0;
-                for (int i = 0; i < nb; i++) found |= strcmp(c->in_name[k], b->in_name[i]) == 0;
+                for (int i = 0; i < nb; i++)
+                    found |= strcmp(c->in_name[k], b->in_name[i]) == 0;
                 if (!found)
-                    FY_CHECK(add_line(&v->sig_changes, &v->n_sig_changes, "input \"%s\" is new (callers do not send it)",
+                    FY_CHECK(add_line(&v->sig_changes, &v->n_sig_changes,
+                                      "input \"%s\" is new (callers do not send it)",
                                       c->in_name[k]));
             }
     }
@@ -208,8 +219,10 @@ static ferry_status load_npz_labels(const char *path, const char *array, ferry_v
     if (!pick) {
         for (char *p = names; *p; p++)
             if (*p == '\n') *p = ',';
-        rc = fy_error(FERRY_E_INVALID_ARG, "%s: no labels array (looked for y, labels, targets; it has %s); "
-                      "write FILE:ARRAY", path, names);
+        rc = fy_error(FERRY_E_INVALID_ARG,
+                      "%s: no labels array (looked for y, labels, targets; it has %s); "
+                      "write FILE:ARRAY",
+                      path, names);
     } else {
         o.array = pick;
         rc = ferry_dataset_load(path, &o, out, NULL);
@@ -236,7 +249,8 @@ static ferry_status load_data(ferry_validation *v, ferry_value **data, ferry_val
         const char *larray;
         split_array(o->labels, lpath, sizeof lpath, &larray);
         size_t l = strlen(lpath);
-        if (l > 4 && strcmp(lpath + l - 4, ".npz") == 0) return load_npz_labels(lpath, larray, labels);
+        if (l > 4 && strcmp(lpath + l - 4, ".npz") == 0)
+            return load_npz_labels(lpath, larray, labels);
         ferry_dataset_options lopt = {.array = larray, .label_column = o->label_column};
         ferry_value *extra = NULL;
         FY_CHECK(ferry_dataset_load(lpath, &lopt, labels, &extra));
@@ -250,8 +264,10 @@ static ferry_status load_data(ferry_validation *v, ferry_value **data, ferry_val
     /* an .npz holding both: the labels are its y/labels/targets array */
     size_t l = strlen(path);
     if (l > 4 && strcmp(path + l - 4, ".npz") == 0) return load_npz_labels(path, NULL, labels);
-    return fy_error(FERRY_E_INVALID_ARG, "%s has no labels: give --labels FILE (or --label-column for "
-                    "a CSV with its labels in a column)", o->data);
+    return fy_error(FERRY_E_INVALID_ARG,
+                    "%s has no labels: give --labels FILE (or --label-column for "
+                    "a CSV with its labels in a column)",
+                    o->data);
 }
 
 /* ---- evaluating one model ------------------------------------------------------------------ */
@@ -277,14 +293,17 @@ static double file_size_mb(const char *path)
     return stat(path, &st) == 0 ? st.st_size / 1e6 : NAN;
 }
 
-static ferry_status open_model(ferry_validation *v, fy_model_eval *e, const char *path, model_run *r)
+static ferry_status open_model(ferry_validation *v, fy_model_eval *e, const char *path,
+                               model_run *r)
 {
     FY_CHECK(ferry_model_load(path, &r->model));
     FY_CHECK(record_signature(e, r->model));
     int n_in = ferry_model_input_count(r->model);
     if (n_in != 1)
-        return fy_error(FERRY_E_UNSUPPORTED, "%s has %d inputs; ferry validate feeds models with one "
-                        "input", path, n_in);
+        return fy_error(FERRY_E_UNSUPPORTED,
+                        "%s has %d inputs; ferry validate feeds models with one "
+                        "input",
+                        path, n_in);
     FY_CHECK(ferry_model_input(r->model, 0, &r->in));
     if (r->in.kind != FERRY_VALUE_TENSOR)
         return fy_error(FERRY_E_UNSUPPORTED, "%s: input \"%s\" is not a tensor", path, r->in.name);
@@ -309,8 +328,9 @@ static ferry_status open_model(ferry_validation *v, fy_model_eval *e, const char
 }
 
 /* One run on samples [start, start + n); *out gets the evaluated output (a new reference). */
-static ferry_status run_once(ferry_validation *v, model_run *r, const ferry_value *data, int64_t start,
-                             int64_t n, ferry_value **in, double *seconds, ferry_value **out)
+static ferry_status run_once(ferry_validation *v, model_run *r, const ferry_value *data,
+                             int64_t start, int64_t n, ferry_value **in, double *seconds,
+                             ferry_value **out)
 {
     ferry_fit_options fo = {.scale = v->scale, .mean = v->mean};
     ferry_value *x = *in;
@@ -330,7 +350,8 @@ static ferry_status run_once(ferry_validation *v, model_run *r, const ferry_valu
     return FERRY_OK;
 }
 
-static ferry_status evaluate(ferry_validation *v, fy_model_eval *e, model_run *r, const ferry_value *data)
+static ferry_status evaluate(ferry_validation *v, fy_model_eval *e, model_run *r,
+                             const ferry_value *data)
 {
     int64_t n = v->n_samples;
     double total = 0;
@@ -339,14 +360,17 @@ static ferry_status evaluate(ferry_validation *v, fy_model_eval *e, model_run *r
         ferry_value *in = NULL, *out = NULL;
         double sec;
         ferry_status rc = run_once(v, r, data, start, b, &in, &sec, &out);
-        if (rc != FERRY_OK) return fy_error_wrap(rc, "%s, samples %lld..%lld", e->path, (long long)start, (long long)(start + b - 1));
+        if (rc != FERRY_OK)
+            return fy_error_wrap(rc, "%s, samples %lld..%lld", e->path, (long long)start,
+                                 (long long)(start + b - 1));
         total += sec;
         ferry_status bad = FERRY_OK;
         if (ferry_value_get_kind(out) != FERRY_VALUE_TENSOR || ferry_tensor_rank(out) < 1 ||
             ferry_tensor_dims(out)[0] != b || !ferry_tensor_count(out))
-            bad = fy_error(FERRY_E_SHAPE, "%s: output %d should have one row per sample (%lld)", e->path,
-                           r->out_index, (long long)b);
-        else if (ferry_tensor_dtype(out) == FERRY_DTYPE_STRING || ferry_tensor_dtype(out) == FERRY_DTYPE_C64 ||
+            bad = fy_error(FERRY_E_SHAPE, "%s: output %d should have one row per sample (%lld)",
+                           e->path, r->out_index, (long long)b);
+        else if (ferry_tensor_dtype(out) == FERRY_DTYPE_STRING ||
+                 ferry_tensor_dtype(out) == FERRY_DTYPE_C64 ||
                  ferry_tensor_dtype(out) == FERRY_DTYPE_C128)
             bad = fy_error(FERRY_E_DTYPE, "%s: output is %s; validate needs numbers", e->path,
                            ferry_dtype_name(ferry_tensor_dtype(out)));
@@ -355,25 +379,30 @@ static ferry_status evaluate(ferry_validation *v, fy_model_eval *e, model_run *r
             e->width = w;
             e->n = n;
             e->scores = malloc(sizeof(double) * (size_t)(n * w));
-            if (!e->scores) bad = fy_error(FERRY_E_NOMEM, "out of memory for %lld outputs", (long long)(n * w));
+            if (!e->scores)
+                bad = fy_error(FERRY_E_NOMEM, "out of memory for %lld outputs", (long long)(n * w));
         } else if (bad == FERRY_OK && w != e->width) {
-            bad = fy_error(FERRY_E_SHAPE, "%s: output width changed from %lld to %lld between batches",
-                           e->path, (long long)e->width, (long long)w);
+            bad = fy_error(FERRY_E_SHAPE,
+                           "%s: output width changed from %lld to %lld between batches", e->path,
+                           (long long)e->width, (long long)w);
         }
         if (bad == FERRY_OK) {
             const void *d = ferry_tensor_cdata(out);
             double *dst = e->scores + start * w;
             if (ferry_tensor_dtype(out) == FERRY_DTYPE_F32)
-                for (int64_t i = 0; i < b * w; i++) dst[i] = ((const float *)d)[i];
+                for (int64_t i = 0; i < b * w; i++)
+                    dst[i] = ((const float *)d)[i];
             else if (ferry_tensor_dtype(out) == FERRY_DTYPE_F64)
                 memcpy(dst, d, sizeof(double) * (size_t)(b * w));
             else {
                 /* other dtypes: go through a one-row float64 view of the library's conversion */
                 ferry_value *row;
                 int64_t dims[1] = {b * w};
-                bad = ferry_tensor_create_copy(ferry_tensor_dtype(out), 1, dims, d, ferry_tensor_nbytes(out), &row);
+                bad = ferry_tensor_create_copy(ferry_tensor_dtype(out), 1, dims, d,
+                                               ferry_tensor_nbytes(out), &row);
                 if (bad == FERRY_OK) {
-                    for (int64_t i = 0; i < b * w; i++) dst[i] = fy_tensor_get_f64(row, i);
+                    for (int64_t i = 0; i < b * w; i++)
+                        dst[i] = fy_tensor_get_f64(row, i);
                     ferry_value_free(row);
                 }
             }
@@ -387,16 +416,48 @@ static ferry_status evaluate(ferry_validation *v, fy_model_eval *e, model_run *r
     return FERRY_OK;
 }
 
+/* With a baseline, throughput is measured again with the two models alternating batch by batch
+ * (up to THROUGHPUT_BATCHES batches each, after one warm-up), for the same reason as latency:
+ * the sequential evaluation passes can meet different loads on a shared machine. */
+static ferry_status time_throughput(ferry_validation *v, model_run *runs, fy_model_eval **evals,
+                                    const ferry_value *data)
+{
+    double seconds[2] = {0, 0};
+    int64_t samples[2] = {0, 0};
+    int64_t batches = (v->n_samples + runs[0].batch - 1) / runs[0].batch;
+    if (batches > THROUGHPUT_BATCHES) batches = THROUGHPUT_BATCHES;
+    ferry_fit_options fo = {.scale = v->scale, .mean = v->mean};
+    for (int64_t i = -1; i < batches; i++) {
+        for (int m = 0; m < 2; m++) {
+            int64_t start = (i < 0 ? 0 : i) * runs[m].batch;
+            if (start >= v->n_samples) continue;
+            int64_t b = v->n_samples - start < runs[m].batch ? v->n_samples - start : runs[m].batch;
+            ferry_value *x, *out = NULL;
+            FY_CHECK(ferry_dataset_fit(data, start, b, &runs[m].in, &fo, &x));
+            double sec;
+            ferry_status rc = run_once(v, &runs[m], data, start, b, &x, &sec, &out);
+            ferry_value_free(x);
+            ferry_value_free(out);
+            if (rc != FERRY_OK) return fy_error_wrap(rc, "%s", evals[m]->path);
+            if (i >= 0) seconds[m] += sec, samples[m] += b;
+        }
+    }
+    for (int m = 0; m < 2; m++)
+        if (seconds[m] > 0) evals[m]->v[FY_M_THROUGHPUT] = (double)samples[m] / seconds[m];
+    return FERRY_OK;
+}
+
 /* Batch-1 latency of both models, alternating run by run so that a busy neighbour on a shared
  * machine slows both alike. */
-static ferry_status time_latency(ferry_validation *v, model_run *runs, fy_model_eval **evals, int n_models,
-                                 const ferry_value *data)
+static ferry_status time_latency(ferry_validation *v, model_run *runs, fy_model_eval **evals,
+                                 int n_models, const ferry_value *data)
 {
     int runs_n = v->opts.latency_runs > 0 ? v->opts.latency_runs : DEFAULT_LATENCY_RUNS;
     for (int m = 0; m < n_models; m++) {
         evals[m]->latency_ms = calloc((size_t)runs_n, sizeof(double));
         if (!evals[m]->latency_ms) return fy_error(FERRY_E_NOMEM, "out of memory");
-        if (runs[m].batch != 1 && runs[m].in.rank >= 1 && runs[m].in.dims[0] >= 0 && runs[m].in.dims[0] != 1)
+        if (runs[m].batch != 1 && runs[m].in.rank >= 1 && runs[m].in.dims[0] >= 0 &&
+            runs[m].in.dims[0] != 1)
             evals[m]->n_latency = -1; /* a fixed batch above 1: no batch-1 latency */
     }
     ferry_fit_options fo = {.scale = v->scale, .mean = v->mean};
@@ -414,8 +475,9 @@ static ferry_status time_latency(ferry_validation *v, model_run *runs, fy_model_
             if (i >= 0) evals[m]->latency_ms[evals[m]->n_latency++] = sec * 1e3;
         }
     }
-    for (int m = 0; m < n_models; m++) fy_metrics_latency(evals[m]);
-    return FERRY_OK;
+    for (int m = 0; m < n_models; m++)
+        fy_metrics_latency(evals[m]);
+    return n_models == 2 ? time_throughput(v, runs, evals, data) : FERRY_OK;
 }
 
 /* One throwaway batch-1 run, so that the process-wide costs paid once (oneDNN's JIT kernels,
@@ -450,7 +512,8 @@ static ferry_status labels_as(const ferry_value *labels, double **out)
     int64_t cnt = ferry_tensor_count(labels);
     double *d = malloc(sizeof(double) * (size_t)(cnt ? cnt : 1));
     if (!d) return fy_error(FERRY_E_NOMEM, "out of memory");
-    for (int64_t i = 0; i < cnt; i++) d[i] = fy_tensor_get_f64(labels, i);
+    for (int64_t i = 0; i < cnt; i++)
+        d[i] = fy_tensor_get_f64(labels, i);
     *out = d;
     return FERRY_OK;
 }
@@ -479,18 +542,21 @@ static ferry_status load_class_names(ferry_validation *v, int64_t c)
     int64_t k = 0;
     if (text) {
         for (char *tok = strtok(text, ","); tok; tok = strtok(NULL, ",")) {
-            while (*tok == ' ') tok++;
+            while (*tok == ' ')
+                tok++;
             if (!*tok) continue;
             if (k == c) {
                 free(text);
-                return fy_error(FERRY_E_INVALID_ARG, "--class-names gives more names than the model's %lld classes",
+                return fy_error(FERRY_E_INVALID_ARG,
+                                "--class-names gives more names than the model's %lld classes",
                                 (long long)c);
             }
             v->class_names[k++] = strdup(tok);
         }
         free(text);
         if (k != c)
-            return fy_error(FERRY_E_INVALID_ARG, "--class-names gives %lld names, the model has %lld classes",
+            return fy_error(FERRY_E_INVALID_ARG,
+                            "--class-names gives %lld names, the model has %lld classes",
                             (long long)k, (long long)c);
     }
     for (int64_t i = 0; i < c; i++)
@@ -502,7 +568,8 @@ static ferry_status load_class_names(ferry_validation *v, int64_t c)
     return FERRY_OK;
 }
 
-/* ---- the run ----------------------------------------------------------------------------------- */
+/* ---- the run -----------------------------------------------------------------------------------
+ */
 
 static ferry_status run(ferry_validation *v)
 {
@@ -512,10 +579,12 @@ static ferry_status run(ferry_validation *v)
     ferry_value *data = NULL, *labels = NULL;
     double *lab = NULL;
     model_run runs[2] = {{0}};
-    if (!o->model || !o->data) return fy_error(FERRY_E_INVALID_ARG, "a model and --data are required");
+    if (!o->model || !o->data)
+        return fy_error(FERRY_E_INVALID_ARG, "a model and --data are required");
     v->gates = calloc((size_t)(o->n_gates ? o->n_gates : 1), sizeof *v->gates);
     if (!v->gates) return fy_error(FERRY_E_NOMEM, "out of memory");
-    for (int i = 0; i < o->n_gates; i++) FY_CHECK(fy_gate_parse(o->gates[i], &v->gates[i]));
+    for (int i = 0; i < o->n_gates; i++)
+        FY_CHECK(fy_gate_parse(o->gates[i], &v->gates[i]));
     v->n_gates = o->n_gates;
 
     if ((rc = load_data(v, &data, &labels)) != FERRY_OK) goto out;
@@ -548,7 +617,9 @@ static ferry_status run(ferry_validation *v)
     long rss0 = proc_status_kb("VmRSS");
     if ((rc = open_model(v, &v->cand, o->model, &runs[0])) != FERRY_OK) goto out;
     v->scale_auto = o->input_scale == 0;
-    v->scale = v->scale_auto ? ferry_dataset_default_scale(ferry_tensor_dtype(data), runs[0].in.dtype) : o->input_scale;
+    v->scale = v->scale_auto
+                   ? ferry_dataset_default_scale(ferry_tensor_dtype(data), runs[0].in.dtype)
+                   : o->input_scale;
     v->mean = o->input_mean;
     if ((rc = evaluate(v, &v->cand, &runs[0], data)) != FERRY_OK) goto out;
     long hwm = proc_status_kb("VmHWM");
@@ -588,13 +659,18 @@ static ferry_status run(ferry_validation *v)
 
     /* the task: integer labels and a multi-column output are a classifier */
     int integral = 1;
-    for (int64_t i = 0; i < n * label_width && integral; i++) integral = lab[i] == floor(lab[i]) && lab[i] >= 0;
-    if (o->task == FERRY_TASK_CLASSIFICATION) v->classification = 1;
-    else if (o->task == FERRY_TASK_REGRESSION) v->classification = 0;
-    else v->classification = integral && label_width == 1 && v->cand.width >= 2;
+    for (int64_t i = 0; i < n * label_width && integral; i++)
+        integral = lab[i] == floor(lab[i]) && lab[i] >= 0;
+    if (o->task == FERRY_TASK_CLASSIFICATION)
+        v->classification = 1;
+    else if (o->task == FERRY_TASK_REGRESSION)
+        v->classification = 0;
+    else
+        v->classification = integral && label_width == 1 && v->cand.width >= 2;
     if (v->classification) {
         if (label_width != 1 || v->cand.width < 2) {
-            rc = fy_error(FERRY_E_SHAPE, "classification needs one label per sample and an output with a "
+            rc = fy_error(FERRY_E_SHAPE,
+                          "classification needs one label per sample and an output with a "
                           "score per class; got labels of width %lld and output of width %lld",
                           (long long)label_width, (long long)v->cand.width);
             goto out;
@@ -607,8 +683,10 @@ static ferry_status run(ferry_validation *v)
         for (int64_t i = 0; i < n; i++) {
             if (!(lab[i] == floor(lab[i]) && lab[i] >= 0 && lab[i] < (double)v->cand.width)) {
                 free(y);
-                rc = fy_error(FERRY_E_INVALID_ARG, "label %g of sample %lld is not a class of the model "
-                              "(0..%lld)", lab[i], (long long)i, (long long)v->cand.width - 1);
+                rc = fy_error(FERRY_E_INVALID_ARG,
+                              "label %g of sample %lld is not a class of the model "
+                              "(0..%lld)",
+                              lab[i], (long long)i, (long long)v->cand.width - 1);
                 goto out;
             }
             y[i] = (int64_t)lab[i];
@@ -641,8 +719,9 @@ static ferry_status run(ferry_validation *v)
     } else {
         for (int m = 0; m < 1 + v->have_base; m++) {
             if (evals[m]->width != label_width) {
-                rc = fy_error(FERRY_E_SHAPE, "%s gives %lld values per sample, the labels have %lld",
-                              evals[m]->path, (long long)evals[m]->width, (long long)label_width);
+                rc =
+                    fy_error(FERRY_E_SHAPE, "%s gives %lld values per sample, the labels have %lld",
+                             evals[m]->path, (long long)evals[m]->width, (long long)label_width);
                 goto out;
             }
             if ((rc = fy_metrics_regression(evals[m], lab)) != FERRY_OK) goto out;
@@ -655,7 +734,8 @@ static ferry_status run(ferry_validation *v)
     /* gates and the failure list */
     if (!v->signature_ok)
         for (int i = 0; i < v->n_sig_changes; i++)
-            if ((rc = add_line(&v->failures, &v->n_failures, "breaking change: %s", v->sig_changes[i])) != FERRY_OK)
+            if ((rc = add_line(&v->failures, &v->n_failures, "breaking change: %s",
+                               v->sig_changes[i])) != FERRY_OK)
                 goto out;
     for (int i = 0; i < v->n_gates; i++) {
         fy_gate_eval(&v->gates[i], &v->cand, v->have_base ? &v->base : NULL);
@@ -700,9 +780,18 @@ const char *ferry_validation_failure(const ferry_validation *v, int i)
     return v && i >= 0 && i < v->n_failures ? v->failures[i] : NULL;
 }
 
-ferry_status ferry_validation_write_markdown(const ferry_validation *v, FILE *f) { return fy_report_markdown(v, f); }
-ferry_status ferry_validation_write_json(const ferry_validation *v, FILE *f) { return fy_report_json(v, f); }
-ferry_status ferry_validation_write_html(const ferry_validation *v, FILE *f) { return fy_report_html(v, f); }
+ferry_status ferry_validation_write_markdown(const ferry_validation *v, FILE *f)
+{
+    return fy_report_markdown(v, f);
+}
+ferry_status ferry_validation_write_json(const ferry_validation *v, FILE *f)
+{
+    return fy_report_json(v, f);
+}
+ferry_status ferry_validation_write_html(const ferry_validation *v, FILE *f)
+{
+    return fy_report_html(v, f);
+}
 
 ferry_status ferry_validation_write_predictions(const ferry_validation *v, const char *path)
 {
@@ -731,11 +820,14 @@ void ferry_validation_free(ferry_validation *v)
     fy_model_eval_free(&v->cand);
     fy_model_eval_free(&v->base);
     if (v->class_names)
-        for (int64_t i = 0; i < v->cand.width; i++) free(v->class_names[i]);
+        for (int64_t i = 0; i < v->cand.width; i++)
+            free(v->class_names[i]);
     free(v->class_names);
-    for (int i = 0; i < v->n_sig_changes; i++) free(v->sig_changes[i]);
+    for (int i = 0; i < v->n_sig_changes; i++)
+        free(v->sig_changes[i]);
     free(v->sig_changes);
-    for (int i = 0; i < v->n_failures; i++) free(v->failures[i]);
+    for (int i = 0; i < v->n_failures; i++)
+        free(v->failures[i]);
     free(v->failures);
     free(v->gates);
     json_decref((json_t *)v->profile);

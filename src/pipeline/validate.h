@@ -11,26 +11,27 @@
 /* Every metric ferry validate knows: id, name, unit, direction (1 higher is better), what it is.
  * Gates name metrics by these names; a name outside the table is a usage error, a name in it
  * that this run did not compute (mae on a classifier) is a failed gate. */
-#define FY_METRICS(X)                                                                               \
-    X(ACCURACY, "accuracy", "", 1, "top-1 accuracy")                                                \
-    X(TOP5, "top5_accuracy", "", 1, "true class among the 5 highest scores")                        \
-    X(PRECISION_MACRO, "precision_macro", "", 1, "precision, unweighted mean over classes")         \
-    X(RECALL_MACRO, "recall_macro", "", 1, "recall, unweighted mean over classes")                  \
-    X(F1_MACRO, "f1_macro", "", 1, "F1, unweighted mean over classes")                              \
-    X(LOG_LOSS, "log_loss", "", 0, "cross-entropy of the class probabilities")                      \
-    X(MAE, "mae", "", 0, "mean absolute error")                                                     \
-    X(MSE, "mse", "", 0, "mean squared error")                                                      \
-    X(RMSE, "rmse", "", 0, "root mean squared error")                                               \
-    X(R2, "r2", "", 1, "coefficient of determination")                                              \
-    X(LATENCY_P50, "latency_p50_ms", "ms", 0, "median latency at batch 1")                          \
-    X(LATENCY_P95, "latency_p95_ms", "ms", 0, "95th percentile latency at batch 1")                 \
-    X(LATENCY_P99, "latency_p99_ms", "ms", 0, "99th percentile latency at batch 1")                 \
-    X(LATENCY_MEAN, "latency_mean_ms", "ms", 0, "mean latency at batch 1")                          \
+#define FY_METRICS(X)                                                                              \
+    X(ACCURACY, "accuracy", "", 1, "top-1 accuracy")                                               \
+    X(TOP5, "top5_accuracy", "", 1, "true class among the 5 highest scores")                       \
+    X(PRECISION_MACRO, "precision_macro", "", 1, "precision, unweighted mean over classes")        \
+    X(RECALL_MACRO, "recall_macro", "", 1, "recall, unweighted mean over classes")                 \
+    X(F1_MACRO, "f1_macro", "", 1, "F1, unweighted mean over classes")                             \
+    X(LOG_LOSS, "log_loss", "", 0, "cross-entropy of the class probabilities")                     \
+    X(MAE, "mae", "", 0, "mean absolute error")                                                    \
+    X(MSE, "mse", "", 0, "mean squared error")                                                     \
+    X(RMSE, "rmse", "", 0, "root mean squared error")                                              \
+    X(R2, "r2", "", 1, "coefficient of determination")                                             \
+    X(LATENCY_P50, "latency_p50_ms", "ms", 0, "median latency at batch 1")                         \
+    X(LATENCY_P95, "latency_p95_ms", "ms", 0, "95th percentile latency at batch 1")                \
+    X(LATENCY_P99, "latency_p99_ms", "ms", 0, "99th percentile latency at batch 1")                \
+    X(LATENCY_MEAN, "latency_mean_ms", "ms", 0, "mean latency at batch 1")                         \
     X(THROUGHPUT, "throughput_per_s", "/s", 1, "samples per second at the evaluation batch size")  \
-    X(SIZE, "size_mb", "MB", 0, "model file size (with external data)")                            \
+    X(SIZE, "size_mb", "MB", 0, "size of the .onnx file")                            \
     X(PEAK_RSS, "peak_rss_mb", "MB", 0, "peak resident memory added by loading and running")       \
-    X(AGREEMENT, "agreement", "", 1, "share of samples where candidate and baseline agree (top-1)") \
-    X(MAX_ABS_DIFF, "max_abs_diff", "", 0, "largest |candidate - baseline| output difference")      \
+    X(AGREEMENT, "agreement", "", 1,                                                               \
+      "share of samples where candidate and baseline agree (top-1)")                               \
+    X(MAX_ABS_DIFF, "max_abs_diff", "", 0, "largest |candidate - baseline| output difference")     \
     X(MEAN_ABS_DIFF, "mean_abs_diff", "", 0, "mean |candidate - baseline| output difference")
 
 typedef enum fy_metric_id {
@@ -57,8 +58,8 @@ int fy_metric_is_comparison(int id);
 
 /* One model's evaluation on the dataset. */
 typedef struct fy_model_eval {
-    char *path;          /* the model file (resolved for REPO/NAME@LABEL) */
-    char *spec;          /* what the user wrote */
+    char *path; /* the model file (resolved for REPO/NAME@LABEL) */
+    char *spec; /* what the user wrote */
     double v[FY_M_COUNT];
     unsigned char has[FY_M_COUNT];
     /* signature, for the check and the report: "name", dtype, "[batch,1,28,28]" */

@@ -96,6 +96,9 @@ if [ "$MODE" = cli ]; then
         check "$m-fp16: accuracy within 0.5 points" json "$WORK/$m-fp16.json" \
             'Math.abs(r.accuracy.accuracy_after - r.accuracy.accuracy_before) <= 0.005 && r.accuracy.top1_agreement >= 0.99'
     done
+    check "fp16 of a fused (extended) model halves it too" bash -c "'$FERRY' optimize '$WORK/cnn-extended.onnx' \
+        -o '$WORK/f16f.onnx' --fp16 --bench-runs 0 --report '$WORK/f16f.json' >/dev/null && \
+        node -e 'const r=require(\"$WORK/f16f.json\"); process.exit(r.size.file_ratio <= 0.52 ? 0 : 1)'"
     check "cnn-fp16: keep list honoured" bash -c "'$FERRY' optimize '$MODELS/cnn.onnx' -o '$WORK/k.onnx' --fp16 \
         --keep-fp32 Gemm,FusedGemm --bench-runs 0 --report '$WORK/k.json' >/dev/null && \
         node -e 'const r=require(\"$WORK/k.json\"); process.exit(r.fp16.kept_fp32.length >= 2 ? 0 : 1)'"

@@ -218,6 +218,25 @@ def test_repository_baseline(work):
     assert r.returncode == 2 and "canary" in r.stderr
 
 
+def test_publish_keeps_the_report_and_serves_as_baseline(work, cnn_run):
+    """The CI sequence: validate → publish --report → promote; the next validate gates against it."""
+    report_path = work / "cnn.json"
+    repo = work / "published"
+    pub = subprocess.run([FERRY, "publish", CNN, "--repo", str(repo), "--name", "fmnist", "--label", "stable",
+                          "--report", str(report_path), "--quiet"], capture_output=True, text=True)
+    if pub.returncode != 0 and "unknown command" in pub.stderr:
+        pytest.skip("this build has no ferry publish")
+    assert pub.returncode == 0, pub.stderr
+    manifest = json.loads((repo / "fmnist" / "1" / "manifest.json").read_text())
+    assert manifest["metrics"]["accuracy"] == cnn_run[0]["metrics"]["accuracy"]
+    assert "inputs" in manifest.get("profile", {"inputs": 1})
+    js = work / "after-publish.json"
+    r = ferry(WEAK, "--data", IMAGES, "--labels", LABELS, "--baseline", f"{repo}/fmnist@stable",
+              "--gate", "accuracy>=baseline-0.005", "--limit", "500", "--report-json", str(js))
+    assert r.returncode == 1 and "gate accuracy>=baseline-0.005 failed" in r.stderr
+    assert json.loads(js.read_text())["baseline"]["path"].endswith("fmnist/1/model.onnx")
+
+
 def test_regression_on_csv_matches_sklearn(work):
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper

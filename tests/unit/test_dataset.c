@@ -28,12 +28,15 @@ static const char *fixture(const char *name)
 static void reads_fashion_mnist_idx_gz(void **state)
 {
     ferry_value *x = NULL, *y = NULL, *lab = NULL;
-    assert_int_equal(ferry_dataset_load(FMNIST "t10k-images-idx3-ubyte.gz", NULL, &x, &lab), FERRY_OK);
+    assert_int_equal(ferry_dataset_load(FMNIST "t10k-images-idx3-ubyte.gz", NULL, &x, &lab),
+                     FERRY_OK);
     assert_null(lab);
     assert_int_equal(ferry_tensor_dtype(x), FERRY_DTYPE_U8);
     assert_int_equal(ferry_tensor_rank(x), 3);
-    assert_true(ferry_tensor_dims(x)[0] == 10000 && ferry_tensor_dims(x)[1] == 28 && ferry_tensor_dims(x)[2] == 28);
-    assert_int_equal(ferry_dataset_load(FMNIST "t10k-labels-idx1-ubyte.gz", NULL, &y, NULL), FERRY_OK);
+    assert_true(ferry_tensor_dims(x)[0] == 10000 && ferry_tensor_dims(x)[1] == 28 &&
+                ferry_tensor_dims(x)[2] == 28);
+    assert_int_equal(ferry_dataset_load(FMNIST "t10k-labels-idx1-ubyte.gz", NULL, &y, NULL),
+                     FERRY_OK);
     const uint8_t *l = ferry_tensor_cdata(y);
     assert_int_equal(ferry_tensor_count(y), 10000);
     assert_true(l[0] == 9 && l[1] == 2 && l[2] == 1 && l[3] == 1 && l[4] == 6);
@@ -53,7 +56,8 @@ static void reads_fashion_mnist_idx_gz(void **state)
     assert_int_equal(ferry_tensor_rank(fit), 2);
     assert_true(ferry_tensor_dims(fit)[0] == 1 && ferry_tensor_dims(fit)[1] == 784);
     const float *a = ferry_tensor_cdata(fit), *b = ferry_tensor_cdata(boot);
-    for (int i = 0; i < 784; i++) assert_true(fabsf(a[i] - b[i]) < 1e-7f);
+    for (int i = 0; i < 784; i++)
+        assert_true(fabsf(a[i] - b[i]) < 1e-7f);
     ferry_value_free(fit);
 
     /* the CNN's [batch,1,28,28] and a batch in the middle */
@@ -109,7 +113,8 @@ static void reads_numpy_npz_stored_and_deflated(void **state)
     ferry_value_free(x);
 
     o.array = "nope";
-    assert_int_equal(ferry_dataset_load(fixture("small_deflate.npz"), &o, &x, NULL), FERRY_E_INVALID_ARG);
+    assert_int_equal(ferry_dataset_load(fixture("small_deflate.npz"), &o, &x, NULL),
+                     FERRY_E_INVALID_ARG);
     assert_non_null(strstr(ferry_last_error(), "\"images\", \"labels\""));
     char *names;
     assert_int_equal(ferry_npz_list(fixture("small.npz"), &names), FERRY_OK);
@@ -118,15 +123,17 @@ static void reads_numpy_npz_stored_and_deflated(void **state)
 }
 
 /* Big-endian IDX bytes for a tensor of dims with the given type code and element size. */
-static size_t make_idx(unsigned char *buf, int type, int rank, const uint32_t *dims, const void *le_data,
-                       size_t esize, size_t count)
+static size_t make_idx(unsigned char *buf, int type, int rank, const uint32_t *dims,
+                       const void *le_data, size_t esize, size_t count)
 {
     size_t n = 0;
     buf[n++] = 0, buf[n++] = 0, buf[n++] = (unsigned char)type, buf[n++] = (unsigned char)rank;
     for (int i = 0; i < rank; i++)
-        for (int b = 3; b >= 0; b--) buf[n++] = (unsigned char)(dims[i] >> (8 * b));
+        for (int b = 3; b >= 0; b--)
+            buf[n++] = (unsigned char)(dims[i] >> (8 * b));
     for (size_t i = 0; i < count; i++)
-        for (size_t b = 0; b < esize; b++) buf[n++] = ((const unsigned char *)le_data)[i * esize + esize - 1 - b];
+        for (size_t b = 0; b < esize; b++)
+            buf[n++] = ((const unsigned char *)le_data)[i * esize + esize - 1 - b];
     return n;
 }
 
@@ -146,7 +153,7 @@ static void reads_every_idx_type(void **state)
         ferry_dtype dt;
         double first;
     } cases[] = {
-        {0x0D, f, 4, FERRY_DTYPE_F32, 1.5},     {0x0E, d, 8, FERRY_DTYPE_F64, 1e300},
+        {0x0D, f, 4, FERRY_DTYPE_F32, 1.5},      {0x0E, d, 8, FERRY_DTYPE_F64, 1e300},
         {0x0C, i32, 4, FERRY_DTYPE_I32, -70000}, {0x0B, i16, 2, FERRY_DTYPE_I16, -300},
         {0x09, i8, 1, FERRY_DTYPE_I8, -3},
     };
@@ -198,13 +205,16 @@ static void reads_csv_with_header_and_label(void **state)
 
     /* errors name the line and column */
     const char *ragged = "a,b\n1,2\n3\n";
-    assert_int_equal(ferry_dataset_parse(ragged, strlen(ragged), "r.csv", NULL, &x, NULL), FERRY_E_PARSE);
+    assert_int_equal(ferry_dataset_parse(ragged, strlen(ragged), "r.csv", NULL, &x, NULL),
+                     FERRY_E_PARSE);
     assert_non_null(strstr(ferry_last_error(), "r.csv:3: 1 fields, the first row has 2"));
     const char *word = "a,b\n1,2\n3,x\n";
-    assert_int_equal(ferry_dataset_parse(word, strlen(word), "w.csv", NULL, &x, NULL), FERRY_E_PARSE);
+    assert_int_equal(ferry_dataset_parse(word, strlen(word), "w.csv", NULL, &x, NULL),
+                     FERRY_E_PARSE);
     assert_non_null(strstr(ferry_last_error(), "w.csv:3: column 2 is not a number: \"x\""));
     o = (ferry_dataset_options){.label_column = "species"};
-    assert_int_equal(ferry_dataset_parse(csv, strlen(csv), "iris.csv", &o, &x, &y), FERRY_E_INVALID_ARG);
+    assert_int_equal(ferry_dataset_parse(csv, strlen(csv), "iris.csv", &o, &x, &y),
+                     FERRY_E_INVALID_ARG);
     assert_non_null(strstr(ferry_last_error(), "no column named \"species\""));
     assert_int_equal(ferry_dataset_parse("a,b\n", 4, "h.csv", NULL, &x, NULL), FERRY_E_PARSE);
 }
@@ -213,17 +223,20 @@ static void rejects_malformed_files(void **state)
 {
     ferry_value *x;
     unsigned char junk[64];
-    for (size_t i = 0; i < sizeof junk; i++) junk[i] = (unsigned char)(i * 37 + 11);
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (unsigned char)(i * 37 + 11);
     assert_int_not_equal(ferry_dataset_parse(junk, sizeof junk, "j.npz", NULL, &x, NULL), FERRY_OK);
     assert_int_not_equal(ferry_dataset_parse(junk, sizeof junk, "j.npy", NULL, &x, NULL), FERRY_OK);
-    assert_int_equal(ferry_dataset_parse(junk, sizeof junk, "j.bin", NULL, &x, NULL), FERRY_E_UNSUPPORTED);
+    assert_int_equal(ferry_dataset_parse(junk, sizeof junk, "j.bin", NULL, &x, NULL),
+                     FERRY_E_UNSUPPORTED);
     /* a truncated gzip stream */
     FILE *f = fopen(FMNIST "t10k-labels-idx1-ubyte.gz", "rb");
     assert_non_null(f);
     unsigned char gz[2000];
     size_t n = fread(gz, 1, sizeof gz, f);
     fclose(f);
-    assert_int_equal(ferry_dataset_parse(gz, n / 2, "l-idx1-ubyte.gz", NULL, &x, NULL), FERRY_E_PARSE);
+    assert_int_equal(ferry_dataset_parse(gz, n / 2, "l-idx1-ubyte.gz", NULL, &x, NULL),
+                     FERRY_E_PARSE);
     assert_non_null(strstr(ferry_last_error(), "truncated"));
     /* every prefix of a real .npz fails cleanly */
     FILE *z = fopen(fixture("small_deflate.npz"), "rb");
@@ -235,10 +248,12 @@ static void rejects_malformed_files(void **state)
         assert_int_not_equal(ferry_dataset_parse(npz, cut, "c.npz", NULL, &x, NULL), FERRY_OK);
     assert_int_equal(ferry_dataset_load("/nonexistent/x.npy", NULL, &x, NULL), FERRY_E_IO);
     /* found by fuzz_dataset: an IDX header whose claimed size overflows 64 bits in the message */
-    static const unsigned char overflow[] = {0, 0, 0x0b, 4, 0, 0, 0, 0x15, 0x26, 0x20, 1, 0, 0, 0, 0xfe, 0,
-                                             0, 0, 0x15, 0x26, 0x20, 1, 0, 0, 0, 0xfe, 0xff, 0xff, 0x97, 0,
-                                             0, 0, 0, 0xff, 0xff, 0x97, 0, 0, 0, 0};
-    assert_int_equal(ferry_dataset_parse(overflow, sizeof overflow, "f.bin", NULL, &x, NULL), FERRY_E_PARSE);
+    static const unsigned char overflow[] = {
+        0,    0, 0x0b, 4, 0,    0,    0,    0x15, 0x26, 0x20, 1, 0,    0,    0,
+        0xfe, 0, 0,    0, 0x15, 0x26, 0x20, 1,    0,    0,    0, 0xfe, 0xff, 0xff,
+        0x97, 0, 0,    0, 0,    0xff, 0xff, 0x97, 0,    0,    0, 0};
+    assert_int_equal(ferry_dataset_parse(overflow, sizeof overflow, "f.bin", NULL, &x, NULL),
+                     FERRY_E_PARSE);
 }
 
 int main(void)

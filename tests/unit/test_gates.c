@@ -18,7 +18,8 @@ static void parses_the_three_kinds(void **state)
 {
     fy_gate g;
     assert_int_equal(fy_gate_parse("accuracy>=0.88", &g), FERRY_OK);
-    assert_true(g.metric == FY_M_ACCURACY && g.op == FY_GATE_GE && g.ref == FY_GATE_CONST && g.value == 0.88);
+    assert_true(g.metric == FY_M_ACCURACY && g.op == FY_GATE_GE && g.ref == FY_GATE_CONST &&
+                g.value == 0.88);
     assert_int_equal(fy_gate_parse(" f1_macro >= baseline - 0.005 ", &g), FERRY_OK);
     assert_string_equal(g.text, "f1_macro>=baseline-0.005");
     assert_true(g.ref == FY_GATE_BASE_ABS && g.value == -0.005);
