@@ -36,7 +36,9 @@ typedef struct fy_quant_layer {
     char *op;         /* op type */
     int quantized;    /* 0: kept in float32 */
     char why[160];    /* why it stayed in float32 ("" when quantized) */
-    double sqnr_db;   /* SQNR of the layer output, int8 vs float (NaN: not measured) */
+    /* SQNR of the layer's output, float model vs QDQ model, on up to 256 calibration samples
+     * (NaN: not measured, e.g. dynamic mode without data) */
+    double sqnr_db;
 } fy_quant_layer;
 
 typedef struct fy_quant_report {
@@ -63,13 +65,6 @@ bool fy_cpu_has_vnni(void);
  * does not mind). rep (may be NULL) is filled with what was done. */
 ferry_status fy_quantize_model(struct ferry_model *m, const fy_quant_config *c,
                                fy_quant_report *rep);
-
-/* Per-layer SQNR in dB of the quantized model q against the float model f (both loaded and
- * bound; q as written, i.e. QDQ), measured on up to `limit` samples of x: for every layer of
- * rep, the output of the layer in f vs the dequantized output of the same layer in q. Fills
- * rep->layers[i].sqnr_db. */
-ferry_status fy_quant_measure_sqnr(struct ferry_model *f, struct ferry_model *q,
-                                   const fy_value *x, int64_t limit, fy_quant_report *rep);
 
 /* ---- helpers shared by quantize*.c -------------------------------------------------------- */
 
