@@ -90,7 +90,10 @@ static ferry_status run_levels(fy_rewrite *rw, fy_opt_level level, bool main_gra
     pass_fn fold = main_graph ? fold_with_shapes : fold_plain;
     /* int8 (QDQ) patterns first: folding would turn their weights' DequantizeLinear into
      * float constants */
-    if (level >= FY_OPT_EXTENDED) FY_CHECK(repeat(rw, fy_pass_fuse_qdq));
+    if (level >= FY_OPT_EXTENDED) {
+        reinfer(g); /* the Gemm pattern needs its input's rank, which a loaded file leaves open */
+        FY_CHECK(repeat(rw, fy_pass_fuse_qdq));
+    }
     for (int round = 0; round < FY_OPT_MAX_ROUNDS; round++) {
         int n = 0;
         FY_CHECK(sweep(rw, fy_pass_eliminate_identity, &n));

@@ -8,11 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <math.h>
 
 #include "ferry/ferry.h"
+#include "ferry/optimize.h"
 #include "optimize/passes.h"
 #include "optimize/quantize.h"
 #include "runtime/bind.h"
@@ -134,6 +136,29 @@ static void test_static_minmax(void **state) { (void)state, static_case(FY_CALIB
 static void test_static_percentile(void **state) { (void)state, static_case(FY_CALIB_PERCENTILE, 0); }
 static void test_static_entropy(void **state) { (void)state, static_case(FY_CALIB_ENTROPY, 1); }
 
+/* Written and loaded back as a user would: ferry fuses the file's QDQ graph when loading it
+ * (shapes are not in the file, so the pass must infer them to fuse the Gemm). */
+static void test_written_file_fuses(void **state)
+{
+    (void)state;
+    ferry_model *q, *l;
+    assert_int_equal(ferry_model_load_flags(CNN, FERRY_LOAD_NO_OPTIMIZE, &q), FERRY_OK);
+    fy_value *calib = images(16, 0, 5);
+    fy_quant_config c = {.per_channel = 1, .calib = calib, .reduce_range = -1};
+    assert_int_equal(fy_quantize_model(q, &c, NULL), FERRY_OK);
+    char path[] = "/tmp/ferry_test_quantize_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(ferry_model_save(q, path, 0), FERRY_OK);
+    assert_int_equal(ferry_model_load(path, &l), FERRY_OK);
+    assert_int_equal(count_op(l, "QLinearConv"), 3);
+    assert_int_equal(count_op(l, "QuantizeLinear"), 1); /* the model input */
+    unlink(path);
+    fy_value_unref(calib);
+    ferry_model_free(q), ferry_model_free(l);
+}
+
 static void test_keep_float(void **state)
 {
     (void)state;
@@ -195,6 +220,7 @@ int main(void)
         cmocka_unit_test(test_static_minmax),
         cmocka_unit_test(test_static_percentile),
         cmocka_unit_test(test_static_entropy),
+        cmocka_unit_test(test_written_file_fuses),
         cmocka_unit_test(test_keep_float),
         cmocka_unit_test(test_dynamic_mlp),
         cmocka_unit_test(test_static_needs_data),
