@@ -799,6 +799,20 @@ static bool ints_attr_all(const fy_node *n, const char *name, int64_t want, int6
     return true;
 }
 
+/* One output row of a 2x2 stride-2 max pool from input rows x0 and x1 (flip: 0x80 for int8,
+ * which then compares as uint8). Stride-2 byte loads vectorize as shuffles. */
+__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) static void
+max2x2_row(const uint8_t *x0, const uint8_t *x1, uint8_t *y, int64_t ow, uint8_t flip)
+{
+#pragma omp simd
+    for (int64_t o = 0; o < ow; o++) {
+        uint8_t a = (uint8_t)(x0[2 * o] ^ flip), b = (uint8_t)(x0[2 * o + 1] ^ flip);
+        uint8_t c = (uint8_t)(x1[2 * o] ^ flip), d = (uint8_t)(x1[2 * o + 1] ^ flip);
+        uint8_t m = a > b ? a : b, n = c > d ? c : d;
+        y[o] = (uint8_t)((m > n ? m : n) ^ flip);
+    }
+}
+
 /* MaxPool of a plain 4-D uint8/int8 tensor (int8 models keep pooling in int8 between two
  * QLinearConvs) without padding or dilation: max is exact in any type, so this is the
  * reference's result, computed a row of outputs at a time over channels in parallel. Returns
@@ -836,6 +850,10 @@ int fy_dnnl_maxpool_q8(fy_kernel *k, const fy_value *x, ferry_status *rc)
             uint8_t *yr = yp + r * ow;
             /* int8 compares as uint8 after flipping the sign bit */
             uint8_t flip = s8 ? 0x80 : 0;
+            if (kh == 2 && kw == 2 && sh == 2 && sw == 2) {
+                max2x2_row(xp + 2 * r * iw, xp + (2 * r + 1) * iw, yr, ow, flip);
+                continue;
+            }
             for (int64_t o = 0; o < ow; o++) yr[o] = 0;
             for (int64_t i = 0; i < kh; i++) {
                 const uint8_t *xr = xp + (r * sh + i) * iw;
