@@ -176,92 +176,127 @@ static int match_word(parser *ps, const char *w)
     return 1;
 }
 
+static inline int is_digit(char c) { return (unsigned char)(c - '0') <= 9; }
+
+/* Number grammar per RFC 8259. Up to 19 significant digits go into an integer mantissa; when
+ * it and the power of ten are exact doubles, one multiplication or division gives the correctly
+ * rounded value (Clinger). Otherwise the value is computed to within an ulp and marked approx,
+ * with its text kept, so FP64 targets can ask strtod for the exact value (sj_exact). */
 static int parse_number(parser *ps, sj_val *v)
 {
-    char *s = ps->p;
+    const char *p = ps->p, *end = ps->end, *s = p;
     int neg = 0;
     v->type = SJ_NUM;
     v->is_int = 0;
-    if (ps->p < ps->end && *ps->p == '-') {
+    v->approx = 0;
+    if (p < end && *p == '-') {
         neg = 1;
-        ps->p++;
+        p++;
     }
-    if (match_word(ps, "Infinity")) {
+    if (end - p >= 8 && memcmp(p, "Infinity", 8) == 0) {
+        ps->p = (char *)p + 8;
         v->u.d = neg ? -INFINITY : INFINITY;
         return 0;
     }
-    if (ps->p >= ps->end || *ps->p < '0' || *ps->p > '9') return fail(ps, "bad number");
+    if (p >= end || !is_digit(*p)) {
+        ps->p = (char *)p;
+        return fail(ps, "bad number");
+    }
     uint64_t mant = 0;
-    int digits = 0, dropped = 0, exp10 = 0, inexact = 0;
-    if (*ps->p == '0') {
-        ps->p++;
+    int nd = 0, exp10 = 0, exact = 1, is_int = 1;
+    if (*p == '0') {
+        p++;
     } else {
-        while (ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9') {
-            if (digits < 19) {
-                mant = mant * 10 + (uint64_t)(*ps->p - '0');
-                if (mant) digits++;
-            } else {
-                dropped++;
-            }
-            ps->p++;
+        const char *q = p;
+        while (p < end && is_digit(*p)) p++;
+        long n = p - q;
+        if (n > 19) {
+            exact = 0;
+            exp10 = (int)(n - 19 > 100000 ? 100000 : n - 19);
+            n = 19;
         }
+        for (long i = 0; i < n; i++) mant = mant * 10 + (uint64_t)(q[i] - '0');
+        nd = (int)n;
     }
-    int is_int = 1;
-    if (ps->p < ps->end && *ps->p == '.') {
+    if (p < end && *p == '.') {
         is_int = 0;
-        ps->p++;
-        if (ps->p >= ps->end || *ps->p < '0' || *ps->p > '9') return fail(ps, "bad fraction");
-        while (ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9') {
-            if (digits < 19) {
-                mant = mant * 10 + (uint64_t)(*ps->p - '0');
-                if (mant) digits++;
+        p++;
+        const char *q = p;
+        while (p < end && is_digit(*p)) p++;
+        if (p == q) {
+            ps->p = (char *)p;
+            return fail(ps, "bad fraction");
+        }
+        for (; q < p; q++) {
+            if (nd < 19) {
+                mant = mant * 10 + (uint64_t)(*q - '0');
+                if (mant) nd++;
                 exp10--;
-            } else if (*ps->p != '0') {
-                inexact = 1;
+            } else if (*q != '0') {
+                exact = 0;
             }
-            ps->p++;
         }
     }
-    if (ps->p < ps->end && (*ps->p == 'e' || *ps->p == 'E')) {
+    if (p < end && (*p == 'e' || *p == 'E')) {
         is_int = 0;
-        ps->p++;
+        p++;
         int eneg = 0, e = 0;
-        if (ps->p < ps->end && (*ps->p == '+' || *ps->p == '-')) eneg = *ps->p++ == '-';
-        if (ps->p >= ps->end || *ps->p < '0' || *ps->p > '9') return fail(ps, "bad exponent");
-        while (ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9') {
-            if (e < 100000) e = e * 10 + (*ps->p - '0');
-            ps->p++;
+        if (p < end && (*p == '+' || *p == '-')) eneg = *p++ == '-';
+        if (p >= end || !is_digit(*p)) {
+            ps->p = (char *)p;
+            return fail(ps, "bad exponent");
+        }
+        while (p < end && is_digit(*p)) {
+            if (e < 100000) e = e * 10 + (*p - '0');
+            p++;
         }
         exp10 += eneg ? -e : e;
     }
-    exp10 += dropped;
-    if (is_int && !dropped && (mant <= (uint64_t)INT64_MAX || (neg && mant == (uint64_t)INT64_MAX + 1))) {
+    ps->p = (char *)p;
+    if (is_int && exact && (mant <= (uint64_t)INT64_MAX || (neg && mant == (uint64_t)INT64_MAX + 1))) {
         v->is_int = 1;
         v->i = neg ? (int64_t)(0 - mant) : (int64_t)mant;
     }
-    if (!dropped && !inexact && mant <= (1ull << 53) && exp10 >= -22 && exp10 <= 22) {
-        /* Both operands are exact doubles, so one correctly rounded operation is exact. */
+    if (mant == 0) {
+        v->u.d = neg ? -0.0 : 0.0;
+        return 0;
+    }
+    if (exp10 >= -22 && exp10 <= 22) {
         double d = (double)mant;
         d = exp10 < 0 ? d / pow10_exact[-exp10] : d * pow10_exact[exp10];
         v->u.d = neg ? -d : d;
+        if (!exact || mant > (1ull << 53)) {
+            v->approx = 1;
+            if (!v->is_int) v->txt = s;
+            v->n = (uint32_t)(p - s);
+        }
         return 0;
     }
-    size_t n = (size_t)(ps->p - s);
+    size_t n = (size_t)(p - s);
     char tmp[128];
-    if (n >= sizeof(tmp)) {
-        /* Very long digit strings: strtod needs a terminated copy. */
-        char *big = malloc(n + 1);
-        if (!big) return fail(ps, "out of memory");
-        memcpy(big, s, n);
-        big[n] = '\0';
-        v->u.d = strtod(big, NULL);
-        free(big);
-        return 0;
-    }
-    memcpy(tmp, s, n);
-    tmp[n] = '\0';
-    v->u.d = strtod(tmp, NULL);
+    char *buf = n < sizeof(tmp) ? tmp : malloc(n + 1);
+    if (!buf) return fail(ps, "out of memory");
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    v->u.d = strtod(buf, NULL);
+    if (buf != tmp) free(buf);
     return 0;
+}
+
+double sj_exact(const sj_val *v)
+{
+    if (v->type != SJ_NUM) return 0;
+    if (v->is_int) return (double)v->i;
+    if (!v->approx) return v->u.d;
+    char tmp[128];
+    size_t n = v->n;
+    char *buf = n < sizeof(tmp) ? tmp : malloc(n + 1);
+    if (!buf) return v->u.d;
+    memcpy(buf, v->txt, n);
+    buf[n] = '\0';
+    double d = strtod(buf, NULL);
+    if (buf != tmp) free(buf);
+    return d;
 }
 
 static sj_val *new_val(parser *ps)
@@ -271,7 +306,11 @@ static sj_val *new_val(parser *ps)
         fail(ps, "out of memory");
         return NULL;
     }
-    memset(v, 0, sizeof(*v));
+    v->n = 0;
+    v->keylen = 0;
+    v->key = NULL;
+    v->next = NULL;
+    v->u.first = NULL;
     return v;
 }
 
@@ -346,6 +385,7 @@ static int parse_value(parser *ps, sj_val *v, int depth)
     case 'N':
         if (!match_word(ps, "NaN")) return fail(ps, "bad literal");
         v->type = SJ_NUM;
+        v->is_int = v->approx = 0;
         v->u.d = NAN;
         return 0;
     default: return parse_number(ps, v);

@@ -28,7 +28,8 @@ typedef struct sj_val sj_val;
 struct sj_val {
     uint8_t type;
     uint8_t is_int;   /* SJ_NUM written without fraction or exponent and fits int64 (i) */
-    uint32_t n;       /* SJ_STR: bytes; SJ_ARR/SJ_OBJ: members */
+    uint8_t approx;   /* SJ_NUM: d may be an ulp off; sj_exact() gives the exact value */
+    uint32_t n;       /* SJ_STR: bytes; SJ_ARR/SJ_OBJ: members; approx SJ_NUM: text length */
     uint32_t keylen;  /* member name length when this value sits in an object */
     const char *key;  /* member name (NUL-terminated) or NULL */
     sj_val *next;     /* next member of the enclosing array/object */
@@ -37,7 +38,10 @@ struct sj_val {
         const char *s;   /* SJ_STR: NUL-terminated, may hold NULs inside (n counts them) */
         sj_val *first;   /* SJ_ARR/SJ_OBJ */
     } u;
-    int64_t i;        /* SJ_NUM with is_int */
+    union {
+        int64_t i;        /* SJ_NUM with is_int */
+        const char *txt;  /* approx SJ_NUM without is_int: its text (n bytes) */
+    };
 };
 
 #define SJ_MAX_DEPTH 64
@@ -48,6 +52,8 @@ struct sj_val {
  * the byte offset in err. Trailing whitespace is allowed, anything else after the value not. */
 int sj_parse(sv_arena *a, char *text, size_t len, sj_val **out, char *err, size_t errlen);
 
+/* A number correctly rounded to double (strtod on the text when the fast value is approx). */
+double sj_exact(const sj_val *v);
 /* Member of an object by name, or NULL. */
 const sj_val *sj_get(const sj_val *obj, const char *key);
 /* Number as double (false 0, true 1 for BOOL convenience); 0 for other types. */

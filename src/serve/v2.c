@@ -196,7 +196,7 @@ static int fill_scalar(fill_ctx *f, const sj_val *v)
     double d = v->u.d;
     switch (f->dt) {
     case FERRY_DTYPE_F32: ((float *)f->data)[i] = (float)d; break;
-    case FERRY_DTYPE_F64: ((double *)f->data)[i] = d; break;
+    case FERRY_DTYPE_F64: ((double *)f->data)[i] = v->approx ? sj_exact(v) : d; break;
     case FERRY_DTYPE_F16: ((uint16_t *)f->data)[i] = sv_f32_to_f16((float)d); break;
     case FERRY_DTYPE_BF16: ((uint16_t *)f->data)[i] = sv_f32_to_bf16((float)d); break;
     default: {
