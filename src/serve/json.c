@@ -56,6 +56,7 @@ typedef struct parser {
     char *err;
     size_t errlen;
     int failed;
+    int no_pack;
 } parser;
 
 static int fail(parser *ps, const char *what)
@@ -178,6 +179,22 @@ static int match_word(parser *ps, const char *w)
 
 static inline int is_digit(char c) { return (unsigned char)(c - '0') <= 9; }
 
+/* Little-endian eight bytes that are all ASCII digits. */
+static inline int is_8digits(uint64_t v)
+{
+    return (((v & 0xF0F0F0F0F0F0F0F0ull) | (((v + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull) >> 4)) ==
+            0x3333333333333333ull);
+}
+
+static inline uint32_t parse_8digits(uint64_t v)
+{
+    const uint64_t mask = 0x000000FF000000FFull, mul1 = 0x000F424000000064ull,
+                   mul2 = 0x0000271000000001ull;
+    v -= 0x3030303030303030ull;
+    v = (v * 10) + (v >> 8);
+    return (uint32_t)((((v & mask) * mul1) + (((v >> 16) & mask) * mul2)) >> 32);
+}
+
 /* Number grammar per RFC 8259. Up to 19 significant digits go into an integer mantissa; when
  * it and the power of ten are exact doubles, one multiplication or division gives the correctly
  * rounded value (Clinger). Otherwise the value is computed to within an ulp and marked approx,
@@ -226,6 +243,22 @@ static int parse_number(parser *ps, sj_val *v)
         if (p == q) {
             ps->p = (char *)p;
             return fail(ps, "bad fraction");
+        }
+        /* Eight digits at a time (SWAR, as in simdjson and fast_float): long fractions are
+         * the bulk of a tensor body. */
+        while (p - q >= 8 && nd <= 11) {
+            uint64_t chunk;
+            memcpy(&chunk, q, 8);
+            if (!is_8digits(chunk)) break;
+            uint64_t before = mant;
+            mant = mant * 100000000u + parse_8digits(chunk);
+            if (before) {
+                nd += 8;
+            } else {
+                while (nd < 8 && mant >= (uint64_t)pow10_exact[nd]) nd++;
+            }
+            exp10 -= 8;
+            q += 8;
         }
         for (; q < p; q++) {
             if (nd < 19) {
@@ -299,6 +332,59 @@ double sj_exact(const sj_val *v)
     return d;
 }
 
+enum { PACK_MIN = 32 }; /* shapes (at most FERRY_MAX_RANK dims) are never packed */
+
+/* An array of numbers only, at least PACK_MIN long, becomes one double[] instead of a node per
+ * element: the 784-float body of an MNIST request is one allocation and one tight loop. Returns
+ * 0 when packed, -1 on a malformed number, 1 to parse the array generically (it is short or
+ * holds something other than numbers); ps->p is back at the first element then. */
+static int parse_packed(parser *ps, sj_val *v)
+{
+    char *first = ps->p;
+    uint32_t n = 0, cap = 256;
+    double *vals = sv_arena_alloc(ps->a, sizeof(double) * cap);
+    int approx = 0;
+    if (!vals) return fail(ps, "out of memory");
+    for (;;) {
+        sj_val num;
+        if (parse_number(ps, &num)) return -1;
+        if (num.approx || (num.is_int && (num.i > ((int64_t)1 << 53) || num.i < -((int64_t)1 << 53))))
+            approx = 1;
+        if (n == cap) {
+            if (cap >= UINT32_MAX / 2) return fail(ps, "too many members");
+            double *bigger = sv_arena_alloc(ps->a, sizeof(double) * cap * 2);
+            if (!bigger) return fail(ps, "out of memory");
+            memcpy(bigger, vals, sizeof(double) * cap);
+            vals = bigger;
+            cap *= 2;
+        }
+        vals[n++] = num.u.d;
+        skip_ws(ps);
+        if (ps->p >= ps->end) return fail(ps, "unterminated container");
+        if (*ps->p == ']') break;
+        if (*ps->p != ',') return fail(ps, "expected ',' or ']'");
+        ps->p++;
+        skip_ws(ps);
+        if (ps->p >= ps->end || !(*ps->p == '-' || is_digit(*ps->p))) {
+            ps->p = first;
+            return 1;
+        }
+    }
+    if (n < PACK_MIN) {
+        ps->p = first;
+        return 1;
+    }
+    ps->p++;
+    v->n = n;
+    v->packed = 1;
+    v->approx = (uint8_t)approx;
+    v->u.nums = vals;
+    v->txt = first - 1;
+    v->txtlen = (uint32_t)(ps->p - first + 1 > UINT32_MAX ? 0 : ps->p - first + 1);
+    if (!v->txtlen) v->approx = 0; /* over 4 GiB of text: keep the fast values */
+    return 0;
+}
+
 static sj_val *new_val(parser *ps)
 {
     sj_val *v = sv_arena_alloc(ps->a, sizeof(*v));
@@ -307,6 +393,7 @@ static sj_val *new_val(parser *ps)
         return NULL;
     }
     v->n = 0;
+    v->packed = 0;
     v->keylen = 0;
     v->key = NULL;
     v->next = NULL;
@@ -326,6 +413,10 @@ static int parse_container(parser *ps, sj_val *v, int depth, int is_obj)
     if (ps->p < ps->end && *ps->p == close) {
         ps->p++;
         return 0;
+    }
+    if (!is_obj && !ps->no_pack && (*ps->p == '-' || is_digit(*ps->p))) {
+        int rc = parse_packed(ps, v);
+        if (rc <= 0) return rc;
     }
     sj_val **tail = &v->u.first;
     for (;;) {
@@ -392,9 +483,11 @@ static int parse_value(parser *ps, sj_val *v, int depth)
     }
 }
 
-int sj_parse(sv_arena *a, char *text, size_t len, sj_val **out, char *err, size_t errlen)
+static int parse_all(sv_arena *a, char *text, size_t len, sj_val **out, char *err, size_t errlen,
+                     int no_pack)
 {
-    parser ps = {.a = a, .p = text, .start = text, .end = text + len, .err = err, .errlen = errlen};
+    parser ps = {.a = a, .p = text, .start = text, .end = text + len, .err = err, .errlen = errlen,
+                 .no_pack = no_pack};
     *out = NULL;
     sj_val *root = new_val(&ps);
     if (!root || parse_value(&ps, root, 0)) return -1;
@@ -402,6 +495,16 @@ int sj_parse(sv_arena *a, char *text, size_t len, sj_val **out, char *err, size_
     if (ps.p != ps.end) return fail(&ps, "unexpected data after the value");
     *out = root;
     return 0;
+}
+
+int sj_parse(sv_arena *a, char *text, size_t len, sj_val **out, char *err, size_t errlen)
+{
+    return parse_all(a, text, len, out, err, errlen, 0);
+}
+
+int sj_parse_unpacked(sv_arena *a, char *text, size_t len, sj_val **out, char *err, size_t errlen)
+{
+    return parse_all(a, text, len, out, err, errlen, 1);
 }
 
 const sj_val *sj_get(const sj_val *obj, const char *key)

@@ -298,6 +298,81 @@ static void test_tfs(void **state)
     }
 }
 
+/* Long numeric arrays take the packed path; exact integers and doubles must survive it. */
+static void test_packed_arrays(void **state)
+{
+    (void)state;
+    const int64_t dl[] = {-1};
+    ferry_io_info io[] = {
+        {.name = "f", .kind = FERRY_VALUE_TENSOR, .dtype = FERRY_DTYPE_F64, .rank = 1, .dims = dl},
+        {.name = "i", .kind = FERRY_VALUE_TENSOR, .dtype = FERRY_DTYPE_I64, .rank = 1, .dims = dl},
+        {.name = "u", .kind = FERRY_VALUE_TENSOR, .dtype = FERRY_DTYPE_U8, .rank = 1, .dims = dl},
+    };
+    const sv_sig s3 = {3, 1, io, outs};
+    sv_buf body = {0};
+    sv_buf_puts(&body, "{\"inputs\":[{\"name\":\"f\",\"shape\":[40],\"datatype\":\"FP64\",\"data\":[");
+    for (int k = 0; k < 40; k++) sv_buf_printf(&body, "%s%.17g", k ? "," : "", 0.1 * k + 1e-9);
+    sv_buf_puts(&body, "]},{\"name\":\"i\",\"shape\":[40],\"datatype\":\"INT64\",\"data\":[");
+    for (int k = 0; k < 40; k++) sv_buf_printf(&body, "%s%lld", k ? "," : "", 9007199254740993LL + k);
+    sv_buf_puts(&body, "]},{\"name\":\"u\",\"shape\":[40],\"datatype\":\"UINT8\",\"data\":[");
+    for (int k = 0; k < 40; k++) sv_buf_printf(&body, "%s%d", k ? "," : "", k * 6);
+    sv_buf_puts(&body, "]}]}");
+    sv_arena a = {0};
+    sv_decoded d;
+    char err[512];
+    assert_int_equal(sv_v2_decode(&a, body.p, body.len, -1, &s3, &d, err, sizeof(err)), 0);
+    for (int k = 0; k < 40; k++) {
+        char t[64];
+        snprintf(t, sizeof(t), "%.17g", 0.1 * k + 1e-9);
+        assert_true(((const double *)ferry_tensor_cdata(d.inputs[0]))[k] == strtod(t, NULL));
+        assert_true(((const int64_t *)ferry_tensor_cdata(d.inputs[1]))[k] == 9007199254740993LL + k);
+        assert_int_equal(((const uint8_t *)ferry_tensor_cdata(d.inputs[2]))[k], k * 6);
+    }
+    sv_decoded_clear(&d);
+    sv_arena_free(&a);
+    sv_buf_free(&body);
+
+    /* Out of range in a packed array is still a 400. */
+    sv_buf_puts(&body, "{\"inputs\":[{\"name\":\"u\",\"shape\":[40],\"datatype\":\"UINT8\",\"data\":[");
+    for (int k = 0; k < 40; k++) sv_buf_printf(&body, "%s%d", k ? "," : "", k * 7);
+    sv_buf_puts(&body, "]},{\"name\":\"f\",\"shape\":[1],\"datatype\":\"FP64\",\"data\":[1]},"
+                       "{\"name\":\"i\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[1]}]}");
+    assert_int_equal(sv_v2_decode(&a, body.p, body.len, -1, &s3, &d, err, sizeof(err)), 400);
+    assert_non_null(strstr(err, "out of range"));
+    sv_decoded_clear(&d);
+    sv_arena_free(&a);
+    sv_buf_free(&body);
+
+    /* TF Serving rows of 40 numbers: shapes come from packed arrays too; a mixed array is not
+     * packed and still parses. */
+    const int64_t d40[] = {-1, 40};
+    ferry_io_info io40[] = {{.name = "x", .kind = FERRY_VALUE_TENSOR, .dtype = FERRY_DTYPE_F32, .rank = 2, .dims = d40}};
+    const sv_sig s40 = {1, 1, io40, outs};
+    sv_buf_puts(&body, "{\"instances\":[[");
+    for (int k = 0; k < 40; k++) sv_buf_printf(&body, "%s%d", k ? "," : "", k);
+    sv_buf_puts(&body, "],[");
+    for (int k = 0; k < 40; k++) sv_buf_printf(&body, "%s%d", k ? "," : "", -k);
+    sv_buf_puts(&body, "]]}");
+    assert_int_equal(sv_tfs_decode(&a, body.p, body.len, &s40, &d, err, sizeof(err)), 0);
+    assert_int_equal(ferry_tensor_dims(d.inputs[0])[0], 2);
+    assert_true(((const float *)ferry_tensor_cdata(d.inputs[0]))[79] == -39.0f);
+    sv_decoded_clear(&d);
+    sv_arena_free(&a);
+    sv_buf_free(&body);
+    char flat[400] = "{\"instances\":[";
+    for (int k = 0; k < 40; k++) snprintf(flat + strlen(flat), sizeof(flat) - strlen(flat), "%s%d", k ? "," : "", k);
+    strcat(flat, "]}");
+    assert_int_equal(sv_tfs_decode(&a, flat, strlen(flat), &s40, &d, err, sizeof(err)), 400);
+    sv_decoded_clear(&d);
+    sv_arena_free(&a);
+    char mixed[] = "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,\"x\"]";
+    sj_val *v;
+    assert_int_equal(sj_parse(&a, mixed, strlen(mixed), &v, err, sizeof(err)), 0);
+    assert_int_equal(v->n, 33);
+    assert_int_equal(v->packed, 0);
+    sv_arena_free(&a);
+}
+
 static void test_half_floats(void **state)
 {
     (void)state;
@@ -321,6 +396,7 @@ int main(void)
         cmocka_unit_test(test_strings_unescape),     cmocka_unit_test(test_v2_flat_nested_and_types),
         cmocka_unit_test(test_v2_errors),            cmocka_unit_test(test_v2_binary),
         cmocka_unit_test(test_tfs),                  cmocka_unit_test(test_half_floats),
+        cmocka_unit_test(test_packed_arrays),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
