@@ -17,14 +17,25 @@ struct sv_arena_block {
     _Alignas(16) unsigned char data[];
 };
 
+/* Each thread keeps one first-size block between requests, so a typical request body is parsed
+ * without touching malloc (HTTP threads live as long as the server). */
+enum { FIRST_BLOCK = 64 * 1024 };
+static _Thread_local sv_arena_block *spare_block;
+
 void *sv_arena_alloc(sv_arena *a, size_t n)
 {
     n = (n + 15) & ~(size_t)15;
     if (!a->head || a->used + n > a->head->cap) {
-        size_t cap = a->head ? a->head->cap * 2 : 16384;
+        size_t cap = a->head ? a->head->cap * 2 : FIRST_BLOCK;
         if (cap < n) cap = n;
         if (cap > ((size_t)1 << 40)) return NULL;
-        sv_arena_block *b = malloc(sizeof(*b) + cap);
+        sv_arena_block *b;
+        if (cap == FIRST_BLOCK && spare_block) {
+            b = spare_block;
+            spare_block = NULL;
+        } else {
+            b = malloc(sizeof(*b) + cap);
+        }
         if (!b) return NULL;
         b->next = a->head;
         b->cap = cap;
@@ -41,7 +52,8 @@ void sv_arena_free(sv_arena *a)
     sv_arena_block *b = a->head;
     while (b) {
         sv_arena_block *next = b->next;
-        free(b);
+        if (b->cap == FIRST_BLOCK && !spare_block) spare_block = b;
+        else free(b);
         b = next;
     }
     a->head = NULL;
@@ -195,6 +207,20 @@ static inline uint32_t parse_8digits(uint64_t v)
     return (uint32_t)((((v & mask) * mul1) + (((v >> 16) & mask) * mul2)) >> 32);
 }
 
+/* Exponents beyond the exact range: strtod on a terminated copy. Kept out of line so the hot
+ * parser needs no buffer on its stack. */
+__attribute__((noinline)) static int slow_strtod(const char *s, size_t n, double *out)
+{
+    char tmp[128];
+    char *buf = n < sizeof(tmp) ? tmp : malloc(n + 1);
+    if (!buf) return -1;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    *out = strtod(buf, NULL);
+    if (buf != tmp) free(buf);
+    return 0;
+}
+
 /* Number grammar per RFC 8259. Up to 19 significant digits go into an integer mantissa; when
  * it and the power of ten are exact doubles, one multiplication or division gives the correctly
  * rounded value (Clinger). Otherwise the value is computed to within an ulp and marked approx,
@@ -255,7 +281,8 @@ static int parse_number(parser *ps, sj_val *v)
             if (before) {
                 nd += 8;
             } else {
-                while (nd < 8 && mant >= (uint64_t)pow10_exact[nd]) nd++;
+                static const uint32_t p10[8] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000};
+                while (nd < 8 && mant >= p10[nd]) nd++;
             }
             exp10 -= 8;
             q += 8;
@@ -305,14 +332,7 @@ static int parse_number(parser *ps, sj_val *v)
         }
         return 0;
     }
-    size_t n = (size_t)(p - s);
-    char tmp[128];
-    char *buf = n < sizeof(tmp) ? tmp : malloc(n + 1);
-    if (!buf) return fail(ps, "out of memory");
-    memcpy(buf, s, n);
-    buf[n] = '\0';
-    v->u.d = strtod(buf, NULL);
-    if (buf != tmp) free(buf);
+    if (slow_strtod(s, (size_t)(p - s), &v->u.d)) return fail(ps, "out of memory");
     return 0;
 }
 
@@ -341,7 +361,7 @@ enum { PACK_MIN = 32 }; /* shapes (at most FERRY_MAX_RANK dims) are never packed
 static int parse_packed(parser *ps, sj_val *v)
 {
     char *first = ps->p;
-    uint32_t n = 0, cap = 256;
+    uint32_t n = 0, cap = 1024;
     double *vals = sv_arena_alloc(ps->a, sizeof(double) * cap);
     int approx = 0;
     if (!vals) return fail(ps, "out of memory");
