@@ -94,6 +94,14 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     sv_log(SV_LOG_WARN, NULL, "http: %s", msg);
 }
 
+/* The model manager's messages (loads, failures, swaps) become JSON log lines too. */
+static void manager_log(void *ctx, const char *level, const char *msg)
+{
+    (void)ctx;
+    int l = sv_log_parse_level(level);
+    sv_log(l < 0 ? SV_LOG_INFO : l, NULL, "%s", msg);
+}
+
 static struct MHD_Daemon *start_daemon(sv_server *srv, const ferry_serve_options *o)
 {
     struct sockaddr_in sa4;
@@ -188,6 +196,7 @@ ferry_status ferry_serve_run(const ferry_serve_options *opts)
     sv_manager_options mo = {.repo = o.repo, .poll_seconds = o.poll_seconds > 0 ? o.poll_seconds : 0,
                              .session_threads = o.session_threads};
     if ((rc = sv_manager_create(&mo, &srv->manager)) != FERRY_OK) goto out;
+    sv_manager_set_logger(srv->manager, manager_log, NULL);
     sv_log(SV_LOG_INFO, NULL, "loading model repository %s", o.repo);
     if ((rc = sv_manager_start(srv->manager)) != FERRY_OK) goto out;
     d = start_daemon(srv, &o);
@@ -215,13 +224,13 @@ ferry_status ferry_serve_run(const ferry_serve_options *opts)
         return FERRY_OK;
     }
     d = NULL;
-    sv_log(SV_LOG_INFO, NULL, "stopped");
 out:
     if (d) MHD_stop_daemon(d);
     if (srv) {
         if (srv->manager) sv_manager_free(srv->manager);
         free(srv);
     }
+    if (rc == FERRY_OK) sv_log(SV_LOG_INFO, NULL, "stopped");
     json_decref(config_root);
     return rc;
 }
