@@ -1,9 +1,12 @@
 /* http.c — the request life cycle of ferry serve on libmicrohttpd: body accumulation with a size
  * limit, the route table, one place that turns a status into a reply (JSON error body, request
  * id, Retry-After), and suspend/resume around the scheduler so HTTP threads never wait. */
+#define _GNU_SOURCE /* POLLRDHUP */
 #include "serve/http.h"
 
 #include <microhttpd.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,10 +157,116 @@ static void unref_http(sv_http *h)
     if (atomic_fetch_sub(&h->refs, 1) == 1) free_http(h);
 }
 
+/* ---- disconnect watcher -------------------------------------------------------------------- */
+
+static pthread_mutex_t watch_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t watch_cv = PTHREAD_COND_INITIALIZER;
+static sv_http *watch_head;
+static int watch_count, watch_running, watch_stop;
+static pthread_t watch_thread;
+
+static void watch_add(sv_http *h)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(h->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return;
+    pthread_mutex_lock(&watch_mu);
+    if (watch_running) {
+        h->fd = ci->connect_fd;
+        h->watched = 1;
+        h->watch_prev = NULL;
+        h->watch_next = watch_head;
+        if (watch_head) watch_head->watch_prev = h;
+        watch_head = h;
+        if (watch_count++ == 0) pthread_cond_signal(&watch_cv);
+    }
+    pthread_mutex_unlock(&watch_mu);
+}
+
+/* Called before the connection is resumed or h freed, so the watcher never sees a stale h. */
+static void watch_remove(sv_http *h)
+{
+    pthread_mutex_lock(&watch_mu);
+    if (h->watched) {
+        if (h->watch_prev) h->watch_prev->watch_next = h->watch_next;
+        else watch_head = h->watch_next;
+        if (h->watch_next) h->watch_next->watch_prev = h->watch_prev;
+        h->watched = 0;
+        watch_count--;
+    }
+    pthread_mutex_unlock(&watch_mu);
+}
+
+static void *watch_main(void *arg)
+{
+    (void)arg;
+    struct pollfd *fds = NULL;
+    sv_http **hs = NULL;
+    int cap = 0;
+    pthread_mutex_lock(&watch_mu);
+    while (!watch_stop) {
+        if (!watch_count) {
+            pthread_cond_wait(&watch_cv, &watch_mu);
+            continue;
+        }
+        if (watch_count > cap) {
+            int ncap = watch_count * 2;
+            struct pollfd *nf = realloc(fds, sizeof(*fds) * (size_t)ncap);
+            if (nf) fds = nf;
+            sv_http **nh = realloc(hs, sizeof(*hs) * (size_t)ncap);
+            if (nh) hs = nh;
+            if (nf && nh) cap = ncap;
+        }
+        int n = 0;
+        for (sv_http *h = watch_head; h && n < cap; h = h->watch_next) {
+            fds[n].fd = h->fd;
+            fds[n].events = POLLRDHUP;
+            fds[n].revents = 0;
+            hs[n++] = h;
+        }
+        /* A zero timeout under the lock: entries cannot leave while we look at them. */
+        if (n && poll(fds, (nfds_t)n, 0) > 0) {
+            for (int i = 0; i < n; i++)
+                if (fds[i].revents & (POLLRDHUP | POLLHUP | POLLERR))
+                    atomic_store(&hs[i]->req.cancelled, 1);
+        }
+        pthread_mutex_unlock(&watch_mu);
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&watch_mu);
+    }
+    pthread_mutex_unlock(&watch_mu);
+    free(fds);
+    free(hs);
+    return NULL;
+}
+
+int sv_http_watcher_start(void)
+{
+    pthread_mutex_lock(&watch_mu);
+    watch_stop = 0;
+    int rc = pthread_create(&watch_thread, NULL, watch_main, NULL);
+    watch_running = rc == 0;
+    pthread_mutex_unlock(&watch_mu);
+    return rc == 0 ? 0 : -1;
+}
+
+void sv_http_watcher_stop(void)
+{
+    pthread_mutex_lock(&watch_mu);
+    int running = watch_running;
+    watch_running = 0;
+    watch_stop = 1;
+    pthread_cond_signal(&watch_cv);
+    pthread_mutex_unlock(&watch_mu);
+    if (running) pthread_join(watch_thread, NULL);
+}
+
 /* Scheduler thread: the answer is in h->req. Wake the connection; its HTTP thread renders. */
 static void on_done(sv_request *r)
 {
     sv_http *h = r->ctx;
+    watch_remove(h);
     if (atomic_fetch_sub(&h->refs, 1) == 1) {
         free_http(h); /* the connection went away while we were queued */
         return;
@@ -173,6 +282,7 @@ int sv_http_begin_async(sv_http *h, int (*finish)(sv_http *h))
     h->async = 1;
     atomic_fetch_add(&h->refs, 1);
     MHD_suspend_connection(h->conn);
+    watch_add(h);
     return SV_ASYNC;
 }
 
@@ -186,6 +296,7 @@ int sv_http_submit(sv_http *h, sv_version *v, int (*finish)(sv_http *h))
     sv_http_begin_async(h, finish);
     if (sv_version_submit(v, &h->req) != 0) {
         /* Rejected synchronously (queue full or invalid input): done() will not come. */
+        watch_remove(h);
         atomic_fetch_sub(&h->refs, 1);
         if (!h->req.http_status || h->req.http_status == 200) h->req.http_status = 503;
         MHD_resume_connection(h->conn);

@@ -64,6 +64,9 @@ struct sv_http {
     int (*finish)(sv_http *h); /* renders the answer after done(), on an HTTP thread */
     void *proto;           /* protocol state between submit and finish (arena memory) */
     int is_infer;          /* count in ferry_requests_total */
+    sv_http *watch_prev, *watch_next; /* on the disconnect watcher's list while suspended */
+    int watched;
+    int fd;
 
     /* Response. */
     sv_buf out;
@@ -101,6 +104,12 @@ enum MHD_Result sv_http_access(void *cls, struct MHD_Connection *c, const char *
                                size_t *upload_data_size, void **con_cls);
 void sv_http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                        enum MHD_RequestTerminationCode toe);
+
+/* The disconnect watcher: libmicrohttpd does not watch suspended connections, so a thread polls
+ * the sockets of queued requests (every 10 ms while there are any) and sets r->cancelled when
+ * the client has gone, letting the scheduler drop the request instead of running it. */
+int sv_http_watcher_start(void);
+void sv_http_watcher_stop(void);
 
 /* ---- handlers (v2.c, tfs.c, metrics.c) ----------------------------------------------------- */
 

@@ -199,6 +199,10 @@ ferry_status ferry_serve_run(const ferry_serve_options *opts)
     sv_manager_set_logger(srv->manager, manager_log, NULL);
     sv_log(SV_LOG_INFO, NULL, "loading model repository %s", o.repo);
     if ((rc = sv_manager_start(srv->manager)) != FERRY_OK) goto out;
+    if (sv_http_watcher_start() != 0) {
+        rc = fy_error(FERRY_E_INTERNAL, "could not start the disconnect watcher thread");
+        goto out;
+    }
     d = start_daemon(srv, &o);
     if (!d) {
         rc = FERRY_E_IO;
@@ -226,6 +230,7 @@ ferry_status ferry_serve_run(const ferry_serve_options *opts)
     d = NULL;
 out:
     if (d) MHD_stop_daemon(d);
+    sv_http_watcher_stop();
     if (srv) {
         if (srv->manager) sv_manager_free(srv->manager);
         free(srv);
