@@ -4,6 +4,7 @@
 #include "serve/json.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,9 +19,31 @@ struct sv_arena_block {
 };
 
 /* Each thread keeps one first-size block between requests, so a typical request body is parsed
- * without touching malloc (HTTP threads live as long as the server). */
+ * without touching malloc (HTTP threads live as long as the server). A thread-specific key, not
+ * _Thread_local, so the block is freed when its thread exits. */
 enum { FIRST_BLOCK = 64 * 1024 };
-static _Thread_local sv_arena_block *spare_block;
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+static int spare_ok;
+
+static void spare_init(void) { spare_ok = pthread_key_create(&spare_key, free) == 0; }
+
+static sv_arena_block *spare_take(void)
+{
+    pthread_once(&spare_once, spare_init);
+    if (!spare_ok) return NULL;
+    sv_arena_block *b = pthread_getspecific(spare_key);
+    if (b) pthread_setspecific(spare_key, NULL);
+    return b;
+}
+
+/* Keeps b as this thread's spare; 0 when it already has one (the caller frees b). */
+static int spare_keep(sv_arena_block *b)
+{
+    pthread_once(&spare_once, spare_init);
+    if (!spare_ok || pthread_getspecific(spare_key)) return 0;
+    return pthread_setspecific(spare_key, b) == 0;
+}
 
 void *sv_arena_alloc(sv_arena *a, size_t n)
 {
@@ -29,13 +52,8 @@ void *sv_arena_alloc(sv_arena *a, size_t n)
         size_t cap = a->head ? a->head->cap * 2 : FIRST_BLOCK;
         if (cap < n) cap = n;
         if (cap > ((size_t)1 << 40)) return NULL;
-        sv_arena_block *b;
-        if (cap == FIRST_BLOCK && spare_block) {
-            b = spare_block;
-            spare_block = NULL;
-        } else {
-            b = malloc(sizeof(*b) + cap);
-        }
+        sv_arena_block *b = cap == FIRST_BLOCK ? spare_take() : NULL;
+        if (!b) b = malloc(sizeof(*b) + cap);
         if (!b) return NULL;
         b->next = a->head;
         b->cap = cap;
@@ -52,8 +70,7 @@ void sv_arena_free(sv_arena *a)
     sv_arena_block *b = a->head;
     while (b) {
         sv_arena_block *next = b->next;
-        if (b->cap == FIRST_BLOCK && !spare_block) spare_block = b;
-        else free(b);
+        if (b->cap != FIRST_BLOCK || !spare_keep(b)) free(b);
         b = next;
     }
     a->head = NULL;
