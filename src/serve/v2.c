@@ -401,14 +401,50 @@ static int take_binary(ferry_value *t, const unsigned char **bin, size_t *left, 
     return 0;
 }
 
+/* The binary extension's raw form (Inference-Header-Content-Length: 0): the whole body is the
+ * one input's tensor at batch 1, and every output comes back binary. The input's shape must be
+ * known apart from a leading batch dimension. */
+static int decode_raw(sv_arena *a, const char *body, size_t len, const sv_sig *sig, sv_decoded *d,
+                      char *err, size_t errlen)
+{
+    if (sig->n_inputs != 1)
+        return bad(err, errlen, "a raw binary body (Inference-Header-Content-Length: 0) needs a "
+                   "model with one input; this one has %d", sig->n_inputs);
+    const ferry_io_info *io = &sig->inputs[0];
+    if (io->rank < 0 || io->dtype == FERRY_DTYPE_STRING || !ferry_dtype_size(io->dtype))
+        return bad(err, errlen, "a raw binary body needs an input of known shape and a fixed-size "
+                   "datatype; send a JSON header instead");
+    int64_t dims[FERRY_MAX_RANK];
+    for (int j = 0; j < io->rank; j++) {
+        dims[j] = io->dims[j];
+        if (dims[j] < 0 && j == 0) dims[j] = 1;
+        if (dims[j] < 0)
+            return bad(err, errlen, "a raw binary body cannot say the size of dim %d of input "
+                       "'%s'; send a JSON header instead", j, io->name);
+    }
+    d->input_names = sv_arena_alloc(a, sizeof(char *));
+    d->inputs = sv_arena_alloc(a, sizeof(ferry_value *));
+    if (!d->input_names || !d->inputs) return bad(err, errlen, "out of memory");
+    ferry_value *t;
+    if (ferry_tensor_create(io->dtype, io->rank, dims, &t) != FERRY_OK)
+        return bad(err, errlen, "input '%s': %s", io->name, ferry_last_error());
+    d->input_names[0] = io->name;
+    d->inputs[0] = t;
+    d->n_inputs = 1;
+    if (len != ferry_tensor_nbytes(t))
+        return bad(err, errlen, "raw binary body has %zu bytes, input '%s' at batch 1 needs %zu",
+                   len, io->name, ferry_tensor_nbytes(t));
+    if (len) memcpy(ferry_tensor_data(t), body, len);
+    d->binary_default = 1;
+    return 0;
+}
+
 int sv_v2_decode(sv_arena *a, char *body, size_t len, int64_t header_len, const sv_sig *sig,
                  sv_decoded *d, char *err, size_t errlen)
 {
     memset(d, 0, sizeof(*d));
     size_t jlen = len;
-    if (header_len == 0)
-        return bad(err, errlen, "a raw binary body (Inference-Header-Content-Length: 0) is not "
-                   "supported; send a JSON header before the binary tensors");
+    if (header_len == 0) return decode_raw(a, body, len, sig, d, err, errlen);
     if (header_len > 0) {
         if ((uint64_t)header_len > len)
             return bad(err, errlen, "Inference-Header-Content-Length %lld is larger than the body "

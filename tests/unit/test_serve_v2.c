@@ -244,6 +244,32 @@ static void test_v2_binary(void **state)
     sv_arena_free(&a);
 }
 
+static void test_v2_raw_binary(void **state)
+{
+    (void)state;
+    const ferry_io_info one_in[] = {ins[0]};
+    const sv_sig s1 = {1, 1, (ferry_io_info *)one_in, outs};
+    float f[3] = {1, 2, 3};
+    char body[12];
+    memcpy(body, f, 12);
+    sv_arena a = {0};
+    sv_decoded d;
+    char err[512];
+    assert_int_equal(sv_v2_decode(&a, body, 12, 0, &s1, &d, err, sizeof(err)), 0);
+    assert_int_equal(ferry_tensor_rank(d.inputs[0]), 2);
+    assert_int_equal(ferry_tensor_dims(d.inputs[0])[0], 1);
+    assert_int_equal(d.binary_default, 1);
+    sv_decoded_clear(&d);
+    sv_arena_free(&a);
+    assert_int_equal(sv_v2_decode(&a, body, 8, 0, &s1, &d, err, sizeof(err)), 400);
+    assert_non_null(strstr(err, "needs 12"));
+    sv_decoded_clear(&d);
+    sv_arena_free(&a);
+    assert_int_equal(sv_v2_decode(&a, body, 12, 0, &sig, &d, err, sizeof(err)), 400);
+    sv_decoded_clear(&d);
+    sv_arena_free(&a);
+}
+
 static void test_tfs(void **state)
 {
     (void)state;
@@ -396,7 +422,7 @@ int main(void)
         cmocka_unit_test(test_strings_unescape),     cmocka_unit_test(test_v2_flat_nested_and_types),
         cmocka_unit_test(test_v2_errors),            cmocka_unit_test(test_v2_binary),
         cmocka_unit_test(test_tfs),                  cmocka_unit_test(test_half_floats),
-        cmocka_unit_test(test_packed_arrays),
+        cmocka_unit_test(test_packed_arrays),        cmocka_unit_test(test_v2_raw_binary),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
