@@ -71,12 +71,14 @@ static int match(const char *pat, const char *url, sv_http *h)
             char which = pat[1];
             pat += 3;
             const char *s = url;
-            while (*url && *url != '/' && *url != ':') url++;
+            while (*url && *url != '/' && *url != ':')
+                url++;
             size_t n = (size_t)(url - s);
             if (n == 0) return 0;
             char *dst = which == 'm' ? h->model : which == 'l' ? h->label_buf : vbuf;
-            size_t cap = which == 'm' ? sizeof(h->model) : which == 'l' ? sizeof(h->label_buf)
-                                                                        : sizeof(vbuf);
+            size_t cap = which == 'm'   ? sizeof(h->model)
+                         : which == 'l' ? sizeof(h->label_buf)
+                                        : sizeof(vbuf);
             if (n >= cap) return *pat == *url || (!*pat && !*url) ? -1 : 0;
             memcpy(dst, s, n);
             dst[n] = '\0';
@@ -136,8 +138,8 @@ const char *sv_http_header(sv_http *h, const char *name)
 sv_version *sv_http_acquire(sv_http *h, int *status)
 {
     char err[512];
-    sv_version *v = sv_manager_acquire(h->srv->manager, h->model, h->version, h->label, status,
-                                       err, sizeof(err));
+    sv_version *v = sv_manager_acquire(h->srv->manager, h->model, h->version, h->label, status, err,
+                                       sizeof(err));
     if (!v) sv_http_error(h, *status, "%s", err);
     return v;
 }
@@ -188,8 +190,10 @@ static void watch_remove(sv_http *h)
 {
     pthread_mutex_lock(&watch_mu);
     if (h->watched) {
-        if (h->watch_prev) h->watch_prev->watch_next = h->watch_next;
-        else watch_head = h->watch_next;
+        if (h->watch_prev)
+            h->watch_prev->watch_next = h->watch_next;
+        else
+            watch_head = h->watch_next;
         if (h->watch_next) h->watch_next->watch_prev = h->watch_prev;
         h->watched = 0;
         watch_count--;
@@ -379,15 +383,19 @@ static enum MHD_Result respond(sv_http *h, int status)
 static int dispatch(sv_http *h)
 {
     if (h->too_large)
-        return sv_http_error(h, 413, "request body is larger than the limit of %zu bytes "
-                                     "(ferry serve --max-body-mb)", h->srv->max_body);
+        return sv_http_error(h, 413,
+                             "request body is larger than the limit of %zu bytes "
+                             "(ferry serve --max-body-mb)",
+                             h->srv->max_body);
     int path_matched = 0;
     for (int i = 0; i < N_ROUTES; i++) {
         int m = match(routes[i].pattern, h->url, h);
         if (m == 0) continue;
         if (m < 0)
-            return sv_http_error(h, 400, "bad path %s: names are limited to 255 bytes and "
-                                         "versions are positive integers", h->url);
+            return sv_http_error(h, 400,
+                                 "bad path %s: names are limited to 255 bytes and "
+                                 "versions are positive integers",
+                                 h->url);
         path_matched = 1;
         if (!(routes[i].method & h->method)) continue;
         h->route = i;
@@ -395,7 +403,8 @@ static int dispatch(sv_http *h)
         return routes[i].fn(h);
     }
     h->model[0] = '\0';
-    if (path_matched) return sv_http_error(h, 405, "method %s not allowed on %s", h->method_name, h->url);
+    if (path_matched)
+        return sv_http_error(h, 405, "method %s not allowed on %s", h->method_name, h->url);
     return sv_http_error(h, 404, "no endpoint %s %s", h->method_name, h->url);
 }
 
@@ -444,8 +453,8 @@ enum MHD_Result sv_http_access(void *cls, struct MHD_Connection *c, const char *
             h->retry_after = 1;
             return respond(h, sv_http_error(h, 503, "server is shutting down"));
         }
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl) {
             unsigned long long n = strtoull(cl, NULL, 10);
             if (n > srv->max_body) {
@@ -471,7 +480,8 @@ enum MHD_Result sv_http_access(void *cls, struct MHD_Connection *c, const char *
         }
         if (h->body_len + n + 1 > h->body_cap) {
             size_t cap = h->body_cap ? h->body_cap : 4096;
-            while (cap < h->body_len + n + 1) cap *= 2;
+            while (cap < h->body_len + n + 1)
+                cap *= 2;
             char *p = realloc(h->body, cap);
             if (!p) return MHD_NO;
             h->body = p;
@@ -497,8 +507,9 @@ enum MHD_Result sv_http_access(void *cls, struct MHD_Connection *c, const char *
     if (h->async == 2) return MHD_NO; /* answered already; should not be called again */
     if (h->body) h->body[h->body_len] = '\0';
     if (parse_timeout(h) != 0)
-        return respond(h, sv_http_error(h, 400, "X-Request-Timeout-Ms must be a positive number "
-                                                "of milliseconds"));
+        return respond(h, sv_http_error(h, 400,
+                                        "X-Request-Timeout-Ms must be a positive number "
+                                        "of milliseconds"));
     int status = dispatch(h);
     if (status == SV_ASYNC) return MHD_YES;
     return respond(h, status);

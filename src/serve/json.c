@@ -90,8 +90,9 @@ typedef struct parser {
 
 static int fail(parser *ps, const char *what)
 {
-    if (!ps->failed) snprintf(ps->err, ps->errlen, "malformed JSON at byte %zu: %s",
-                              (size_t)(ps->p - ps->start), what);
+    if (!ps->failed)
+        snprintf(ps->err, ps->errlen, "malformed JSON at byte %zu: %s", (size_t)(ps->p - ps->start),
+                 what);
     ps->failed = 1;
     return -1;
 }
@@ -211,8 +212,8 @@ static inline int is_digit(char c) { return (unsigned char)(c - '0') <= 9; }
 /* Little-endian eight bytes that are all ASCII digits. */
 static inline int is_8digits(uint64_t v)
 {
-    return (((v & 0xF0F0F0F0F0F0F0F0ull) | (((v + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull) >> 4)) ==
-            0x3333333333333333ull);
+    return (((v & 0xF0F0F0F0F0F0F0F0ull) | (((v + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull) >>
+                                            4)) == 0x3333333333333333ull);
 }
 
 static inline uint32_t parse_8digits(uint64_t v)
@@ -268,21 +269,24 @@ static int parse_number(parser *ps, sj_val *v)
         p++;
     } else {
         const char *q = p;
-        while (p < end && is_digit(*p)) p++;
+        while (p < end && is_digit(*p))
+            p++;
         long n = p - q;
         if (n > 19) {
             exact = 0;
             exp10 = (int)(n - 19 > 100000 ? 100000 : n - 19);
             n = 19;
         }
-        for (long i = 0; i < n; i++) mant = mant * 10 + (uint64_t)(q[i] - '0');
+        for (long i = 0; i < n; i++)
+            mant = mant * 10 + (uint64_t)(q[i] - '0');
         nd = (int)n;
     }
     if (p < end && *p == '.') {
         is_int = 0;
         p++;
         const char *q = p;
-        while (p < end && is_digit(*p)) p++;
+        while (p < end && is_digit(*p))
+            p++;
         if (p == q) {
             ps->p = (char *)p;
             return fail(ps, "bad fraction");
@@ -299,7 +303,8 @@ static int parse_number(parser *ps, sj_val *v)
                 nd += 8;
             } else {
                 static const uint32_t p10[8] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000};
-                while (nd < 8 && mant >= p10[nd]) nd++;
+                while (nd < 8 && mant >= p10[nd])
+                    nd++;
             }
             exp10 -= 8;
             q += 8;
@@ -330,7 +335,8 @@ static int parse_number(parser *ps, sj_val *v)
         exp10 += eneg ? -e : e;
     }
     ps->p = (char *)p;
-    if (is_int && exact && (mant <= (uint64_t)INT64_MAX || (neg && mant == (uint64_t)INT64_MAX + 1))) {
+    if (is_int && exact &&
+        (mant <= (uint64_t)INT64_MAX || (neg && mant == (uint64_t)INT64_MAX + 1))) {
         v->is_int = 1;
         v->i = neg ? (int64_t)(0 - mant) : (int64_t)mant;
     }
@@ -385,7 +391,8 @@ static int parse_packed(parser *ps, sj_val *v)
     for (;;) {
         sj_val num;
         if (parse_number(ps, &num)) return -1;
-        if (num.approx || (num.is_int && (num.i > ((int64_t)1 << 53) || num.i < -((int64_t)1 << 53))))
+        if (num.approx ||
+            (num.is_int && (num.i > ((int64_t)1 << 53) || num.i < -((int64_t)1 << 53))))
             approx = 1;
         if (n == cap) {
             if (cap >= UINT32_MAX / 2) return fail(ps, "too many members");
@@ -523,7 +530,12 @@ static int parse_value(parser *ps, sj_val *v, int depth)
 static int parse_all(sv_arena *a, char *text, size_t len, sj_val **out, char *err, size_t errlen,
                      int no_pack)
 {
-    parser ps = {.a = a, .p = text, .start = text, .end = text + len, .err = err, .errlen = errlen,
+    parser ps = {.a = a,
+                 .p = text,
+                 .start = text,
+                 .end = text + len,
+                 .err = err,
+                 .errlen = errlen,
                  .no_pack = no_pack};
     *out = NULL;
     sj_val *root = new_val(&ps);
@@ -560,7 +572,8 @@ void sv_buf_reserve(sv_buf *b, size_t extra)
     if (b->oom) return;
     if (b->len + extra + 1 <= b->cap) return;
     size_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->len + extra + 1) cap *= 2;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
     char *p = realloc(b->p, cap);
     if (!p) {
         b->oom = 1;
@@ -615,10 +628,14 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     unsigned char c = s[0];
     size_t len;
     unsigned min;
-    if (c >= 0xC2 && c <= 0xDF) len = 2, min = 0x80;
-    else if (c >= 0xE0 && c <= 0xEF) len = 3, min = 0x800;
-    else if (c >= 0xF0 && c <= 0xF4) len = 4, min = 0x10000;
-    else return 0;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2, min = 0x80;
+    else if (c >= 0xE0 && c <= 0xEF)
+        len = 3, min = 0x800;
+    else if (c >= 0xF0 && c <= 0xF4)
+        len = 4, min = 0x10000;
+    else
+        return 0;
     if (n < len) return 0;
     unsigned cp = c & (0x3F >> (len - 1));
     for (size_t i = 1; i < len; i++) {
@@ -687,9 +704,12 @@ void sv_buf_i64(sv_buf *b, int64_t v)
 
 static int put_special(sv_buf *b, double v)
 {
-    if (isnan(v)) sv_buf_puts(b, "NaN");
-    else if (isinf(v)) sv_buf_puts(b, v > 0 ? "Infinity" : "-Infinity");
-    else return 0;
+    if (isnan(v))
+        sv_buf_puts(b, "NaN");
+    else if (isinf(v))
+        sv_buf_puts(b, v > 0 ? "Infinity" : "-Infinity");
+    else
+        return 0;
     return 1;
 }
 
