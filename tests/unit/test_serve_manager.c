@@ -460,6 +460,28 @@ static void failed_version_keeps_old_serving(void **state)
     sv_manager_free(m);
 }
 
+static void broken_newest_at_startup_falls_back(void **state)
+{
+    (void)state;
+    add_version("n", 1, 1, 1);
+    char dir[600], path[700];
+    snprintf(dir, sizeof dir, "%s/n/2", repo);
+    mkdirs(dir);
+    snprintf(path, sizeof path, "%s/model.onnx", dir);
+    write_text(path, "truncated");
+    sv_manager *m = start(0);
+    /* latest 1 = the newest version that loads: 1 stands in for the broken 2. */
+    assert_true(sv_manager_ready(m));
+    assert_true(infer(m, "n", 0, NULL) == 1.0f);
+    assert_string_equal(lookup(m, "n", 2).state, "UNAVAILABLE");
+    /* A good 2 replaces the stand-in. */
+    add_version("n", 2, 2, 1);
+    sv_manager_poll(m);
+    assert_true(infer(m, "n", 0, NULL) == 2.0f);
+    assert_string_equal(lookup(m, "n", 1).state, "UNAVAILABLE");
+    sv_manager_free(m);
+}
+
 static void labels_route_and_follow_changes(void **state)
 {
     (void)state;
@@ -469,7 +491,14 @@ static void labels_route_and_follow_changes(void **state)
     /* latest:1 selects 3; the stable label keeps 1 loaded too. */
     assert_true(infer(m, "l", 0, "stable") == 1.0f);
     assert_true(infer(m, "l", 0, "canary") == 3.0f);
-    assert_true(infer(m, "l", 0, NULL) == 3.0f);
+    /* Unaddressed requests go to stable, canary_weight of them to the canary. */
+    int to_canary = 0;
+    for (int i = 0; i < 100; i++) {
+        float y = infer(m, "l", 0, NULL);
+        assert_true(y == 1.0f || y == 3.0f);
+        to_canary += y == 3.0f;
+    }
+    assert_in_range(to_canary, 9, 11);
     int st;
     char err[256], buf[128];
     assert_null(sv_manager_acquire(m, "l", 0, "nightly", &st, err, sizeof err));
@@ -489,6 +518,8 @@ static void labels_route_and_follow_changes(void **state)
     sv_manager_poll(m);
     sv_manager_poll(m);
     assert_true(infer(m, "l", 0, "stable") == 2.0f);
+    assert_true(infer(m, "l", 0, NULL) == 2.0f); /* the default follows stable, not the newest */
+    assert_true(infer(m, "l", 3, NULL) == 3.0f);
     /* A malformed labels.json keeps the previous labels. */
     model_file("l", "labels.json", "{\"stable\": ");
     sv_manager_poll(m);
@@ -801,6 +832,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(manifest_mismatch_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(unmanifested_waits_for_two_quiet_polls, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_version_keeps_old_serving, setup, teardown),
+        cmocka_unit_test_setup_teardown(broken_newest_at_startup_falls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(labels_route_and_follow_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(swap_while_a_request_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(batches_form_and_split, setup, teardown),
