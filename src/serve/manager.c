@@ -218,8 +218,9 @@ void sv_request_clear(sv_request *r)
 
 /* Runs the model once on zeros at batch 1 so the first real request finds its kernels
  * prepared and its buffers pooled instead of paying for that itself. */
-static ferry_status warm_up(ferry_session *s, const ferry_model *model, int batch)
+static ferry_status warm_up(ferry_session *s, const ferry_model *model, int batch, int *guessed)
 {
+    *guessed = 0;
     int n = ferry_model_input_count(model);
     ferry_value **in = calloc((size_t)n + 1, sizeof *in);
     const char **names = calloc((size_t)n + 1, sizeof *names);
@@ -236,7 +237,10 @@ static ferry_status warm_up(ferry_session *s, const ferry_model *model, int batc
             break;
         }
         int64_t dims[FERRY_MAX_RANK];
-        for (int k = 0; k < io.rank; k++) dims[k] = io.dims[k] >= 0 ? io.dims[k] : (k ? 1 : batch);
+        for (int k = 0; k < io.rank; k++) {
+            dims[k] = io.dims[k] >= 0 ? io.dims[k] : (k ? 1 : batch);
+            if (io.dims[k] < 0 && k > 0) *guessed = 1;
+        }
         rc = ferry_tensor_create(io.dtype, io.rank, dims, &in[given]);
         if (rc != FERRY_OK) break;
         if (io.dtype != FERRY_DTYPE_STRING)
@@ -287,10 +291,18 @@ static ferry_status load_version(sv_manager *m, model_entry *e, int64_t number,
         snprintf(err, errlen, "creating a session: %s", ferry_last_error());
         goto fail;
     }
-    rc = warm_up(v->session, v->model, 1);
+    int guessed = 0;
+    rc = warm_up(v->session, v->model, 1, &guessed);
     if (rc == FERRY_E_UNSUPPORTED) {
         mlog(m, "info", "model \"%s\" version %lld: inputs without a declared tensor shape; "
              "not warmed up", e->name, (long long)number);
+        rc = FERRY_OK;
+    } else if (rc != FERRY_OK && guessed) {
+        /* Symbolic dims other than the batch were guessed as 1, which the model may not
+         * accept; that says nothing about real requests, so serve it cold. */
+        mlog(m, "warn", "model \"%s\" version %lld: warm-up with symbolic dims set to 1 "
+             "failed (%s); serving without warm-up", e->name, (long long)number,
+             ferry_last_error());
         rc = FERRY_OK;
     } else if (rc != FERRY_OK) {
         snprintf(err, errlen, "warm-up run on zeros failed: %s", ferry_last_error());

@@ -630,6 +630,64 @@ static void batches_form_and_split(void **state)
     sv_manager_free(m);
 }
 
+/* The trained Fashion-MNIST MLP: batched answers match the unbatched one and classify the
+ * ankle boot as class 9. */
+static void real_model_batches_match_single_runs(void **state)
+{
+    (void)state;
+    char root[512], src[700], boot[700], dir[600], dst[700];
+    snprintf(root, sizeof root, "%s", __FILE__);
+    char *cut = strstr(root, "/tests/unit/");
+    if (!cut) skip();
+    *cut = 0;
+    snprintf(src, sizeof src, "%s/examples/fashion-mnist/mlp.onnx", root);
+    snprintf(boot, sizeof boot, "%s/examples/fashion-mnist/ankle-boot.npy", root);
+    if (access(src, R_OK) != 0 || access(boot, R_OK) != 0) skip();
+    snprintf(dir, sizeof dir, "%s/mlp/1", repo);
+    mkdirs(dir);
+    snprintf(dst, sizeof dst, "%s/model.onnx", dir);
+    assert_int_equal(symlink(src, dst), 0);
+    sv_manager *m = start(0);
+    int st;
+    char err[256];
+    sv_version *v = sv_manager_acquire(m, "mlp", 0, NULL, &st, err, sizeof err);
+    assert_non_null(v);
+    assert_int_equal(sv_version_max_batch_size(v), SV_DEFAULT_AUTO_BATCH);
+
+    call *c[9];
+    close_gate();
+    for (int i = 0; i < 9; i++) {
+        c[i] = calloc(1, sizeof *c[i]);
+        assert_int_equal(ferry_tensor_load(boot, &c[i]->vals[0]), FERRY_OK);
+        c[i]->names[0] = "input";
+        c[i]->r.n_inputs = 1;
+        c[i]->r.input_names = c[i]->names;
+        c[i]->r.inputs = c[i]->vals;
+        c[i]->r.done = on_done;
+        c[i]->r.ctx = c[i];
+        c[i]->block = i == 0;
+        assert_int_equal(sv_version_submit(v, &c[i]->r), 0);
+        if (i == 0) wait_blocked();
+    }
+    open_gate();
+    for (int i = 0; i < 9; i++) wait_call(c[i]);
+    assert_int_equal(atomic_load(&sv_version_stats_of(v)->executions), 2); /* 1, then 8 */
+    const float *ref = ferry_tensor_cdata(c[0]->r.results[0]);
+    int best = 0;
+    for (int k = 1; k < 10; k++)
+        if (ref[k] > ref[best]) best = k;
+    assert_int_equal(best, 9);
+    for (int i = 1; i < 9; i++) {
+        assert_int_equal(c[i]->r.http_status, 200);
+        assert_string_equal(c[i]->r.result_names[0], "logits");
+        const float *y = ferry_tensor_cdata(c[i]->r.results[0]);
+        for (int k = 0; k < 10; k++) assert_true(y[k] - ref[k] < 1e-4f && ref[k] - y[k] < 1e-4f);
+    }
+    for (int i = 0; i < 9; i++) free_call(c[i]);
+    sv_version_release(v);
+    sv_manager_free(m);
+}
+
 static void validates_inputs(void **state)
 {
     (void)state;
@@ -836,6 +894,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(labels_route_and_follow_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(swap_while_a_request_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(batches_form_and_split, setup, teardown),
+        cmocka_unit_test_setup_teardown(real_model_batches_match_single_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(validates_inputs, setup, teardown),
         cmocka_unit_test_setup_teardown(deadlines_cancellation_and_full_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(load_unload_cycles_do_not_grow, setup, teardown),
