@@ -216,8 +216,9 @@ void sv_request_clear(sv_request *r)
     r->n_results = 0;
 }
 
-/* Runs the model once on zeros at batch 1 so the first real request finds its kernels
- * prepared and its buffers pooled instead of paying for that itself. */
+/* Runs the model once on zeros at one batch size so the first real request of that size
+ * finds its kernels prepared and its buffers pooled instead of paying for that itself (for a
+ * convolutional network the first run of a new shape costs several steady runs). */
 static ferry_status warm_up(ferry_session *s, const ferry_model *model, int batch, int *guessed)
 {
     *guessed = 0;
@@ -291,8 +292,17 @@ static ferry_status load_version(sv_manager *m, model_entry *e, int64_t number,
         snprintf(err, errlen, "creating a session: %s", ferry_last_error());
         goto fail;
     }
-    int guessed = 0;
-    rc = warm_up(v->session, v->model, 1, &guessed);
+    /* Warm up every batch size the scheduler will form, so batching pays from the first
+     * batch rather than after each size has been seen once. */
+    int guessed = 0, sizes[SV_MAX_PREFERRED + 16];
+    int n_sizes = sv_scheduler_batch_sizes(&v->cfg, sizes, SV_MAX_PREFERRED + 16);
+    double tw = sv_now();
+    rc = FERRY_OK;
+    for (int i = 0; i < n_sizes && rc == FERRY_OK; i++)
+        rc = warm_up(v->session, v->model, sizes[i], &guessed);
+    if (rc == FERRY_OK)
+        mlog(m, "debug", "model \"%s\" version %lld: warm-up of %d batch sizes took %.3f s",
+             e->name, (long long)number, n_sizes, sv_now() - tw);
     if (rc == FERRY_E_UNSUPPORTED) {
         mlog(m, "info", "model \"%s\" version %lld: inputs without a declared tensor shape; "
              "not warmed up", e->name, (long long)number);

@@ -503,6 +503,30 @@ static void abs_time(double monotonic_deadline, struct timespec *ts)
     }
 }
 
+int sv_scheduler_batch_sizes(const sv_model_config *c, int *out, int cap)
+{
+    int n = 0, max = c->max_batch_size > 4096 ? 4096 : c->max_batch_size;
+    if (max <= 0) {
+        if (cap > 0) out[n++] = 1;
+        return n;
+    }
+    int cand[SV_MAX_PREFERRED + 16], nc = 0;
+    if (c->n_preferred > 0)
+        for (int i = 0; i < c->n_preferred; i++) cand[nc++] = c->preferred_batch_size[i];
+    else
+        for (int b = 1; b <= max && nc < SV_MAX_PREFERRED + 14; b *= 2) cand[nc++] = b;
+    cand[nc++] = max; /* a full batch is always a good size */
+    for (int lo = 1; n < cap;) { /* ascending, without repeats */
+        int next = 0;
+        for (int i = 0; i < nc; i++)
+            if (cand[i] >= lo && cand[i] <= max && (!next || cand[i] < next)) next = cand[i];
+        if (!next) break;
+        out[n++] = next;
+        lo = next + 1;
+    }
+    return n;
+}
+
 static void *expirer_main(void *arg)
 {
     sv_scheduler *s = arg;
@@ -634,15 +658,7 @@ ferry_status sv_scheduler_create(ferry_session *session, const ferry_model *mode
     s->delay_s = (double)c->max_queue_delay_us * 1e-6;
     s->n_preferred = c->n_preferred;
     memcpy(s->preferred, c->preferred_batch_size, sizeof s->preferred);
-    if (s->n_preferred > 0) {
-        memcpy(s->sizes, s->preferred, sizeof s->preferred);
-        s->n_sizes = s->n_preferred;
-    } else {
-        for (int b = 1; b <= s->max_batch && s->n_sizes < (int)(sizeof s->sizes / sizeof *s->sizes); b *= 2)
-            s->sizes[s->n_sizes++] = b;
-    }
-    if (s->max_batch > 0 && s->n_sizes < (int)(sizeof s->sizes / sizeof *s->sizes))
-        s->sizes[s->n_sizes++] = s->max_batch; /* a full batch is always a good size */
+    s->n_sizes = sv_scheduler_batch_sizes(c, s->sizes, (int)(sizeof s->sizes / sizeof *s->sizes));
     s->max_queue = c->max_queue_size > 0 ? c->max_queue_size : SV_DEFAULT_QUEUE_SIZE;
     s->timeout_s = (double)c->timeout_ms * 1e-3;
     s->n_in = ferry_model_input_count(model);
