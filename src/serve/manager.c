@@ -923,38 +923,6 @@ int sv_manager_ready(sv_manager *m)
 
 /* ---- routing ------------------------------------------------------------------------------- */
 
-/* The version of a label, if that version serves (caller holds mu). */
-static sv_version *label_version(model_entry *e, const char *label)
-{
-    for (int i = 0; i < e->labels.n; i++)
-        if (!strcmp(e->labels.name[i], label)) {
-            vslot *s = find_slot(e, e->labels.version[i]);
-            return s ? s->v : NULL;
-        }
-    return NULL;
-}
-
-/* Where a request that names neither version nor label goes (caller holds mu): the "stable"
- * label's version when labels.json has one that serves, so publishing a new version does not
- * send it traffic before `ferry promote`; "canary" gets canary_weight of those requests;
- * without labels, the highest serving version. */
-static sv_version *default_version(model_entry *e)
-{
-    static _Atomic uint64_t counter;
-    sv_version *stable = label_version(e, "stable"), *canary = NULL;
-    if (e->labels.canary_weight > 0 && (canary = label_version(e, "canary")) && canary != stable) {
-        /* Deterministic split: request n goes to the canary when n * weight crosses an
-         * integer, so exactly that share does, with no random-number state. */
-        uint64_t n = atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed);
-        double w = e->labels.canary_weight;
-        if ((uint64_t)((double)(n + 1) * w) > (uint64_t)((double)n * w)) return canary;
-    }
-    if (stable) return stable;
-    for (int i = e->n_slots - 1; i >= 0; i--)
-        if (e->slots[i].v) return e->slots[i].v;
-    return NULL;
-}
-
 sv_version *sv_manager_acquire(sv_manager *m, const char *model, int64_t version,
                                const char *label, int *http_status, char *err, size_t errlen)
 {
@@ -992,7 +960,7 @@ sv_version *sv_manager_acquire(sv_manager *m, const char *model, int64_t version
         }
         goto out;
     }
-    v = default_version(e);
+    for (int i = e->n_slots - 1; i >= 0 && !v; i--) v = e->slots[i].v;
     if (!v) {
         st = 503;
         snprintf(err, errlen, "model \"%s\" has no ready version%s%s", e->name,
