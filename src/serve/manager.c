@@ -117,8 +117,8 @@ static void mlog(sv_manager *m, const char *level, const char *fmt, ...)
         fprintf(stderr, "ferry serve: %s: %s\n", level, msg);
 }
 
-void sv_manager_set_logger(sv_manager *m, void (*log)(void *ctx, const char *level, const char *msg),
-                           void *ctx)
+void sv_manager_set_logger(sv_manager *m,
+                           void (*log)(void *ctx, const char *level, const char *msg), void *ctx)
 {
     m->log = log;
     m->log_ctx = ctx;
@@ -154,7 +154,8 @@ static void *reaper_main(void *arg)
     sv_manager *m = arg;
     pthread_mutex_lock(&m->gmu);
     for (;;) {
-        while (!m->dead && !m->reaper_stop) pthread_cond_wait(&m->gcv, &m->gmu);
+        while (!m->dead && !m->reaper_stop)
+            pthread_cond_wait(&m->gcv, &m->gmu);
         if (!m->dead && m->reaper_stop) break;
         sv_version *v = m->dead;
         m->dead = v->next_dead;
@@ -208,7 +209,8 @@ void sv_request_clear(sv_request *r)
         ferry_value_free(r->inputs[i]);
         r->inputs[i] = NULL;
     }
-    for (int i = 0; r->results && i < r->n_results; i++) ferry_value_free(r->results[i]);
+    for (int i = 0; r->results && i < r->n_results; i++)
+        ferry_value_free(r->results[i]);
     free(r->results);
     free(r->result_names);
     r->results = NULL;
@@ -249,8 +251,10 @@ static ferry_status warm_up(ferry_session *s, const ferry_model *model, int batc
         names[given++] = io.name;
     }
     if (rc == FERRY_OK) rc = ferry_session_run(s, given, names, in, out);
-    for (int i = 0; out && i < n_out; i++) ferry_value_free(out[i]);
-    for (int i = 0; in && i < given; i++) ferry_value_free(in[i]);
+    for (int i = 0; out && i < n_out; i++)
+        ferry_value_free(out[i]);
+    for (int i = 0; in && i < given; i++)
+        ferry_value_free(in[i]);
     free(in);
     free(names);
     free(out);
@@ -304,15 +308,18 @@ static ferry_status load_version(sv_manager *m, model_entry *e, int64_t number,
         mlog(m, "debug", "model \"%s\" version %lld: warm-up of %d batch sizes took %.3f s",
              e->name, (long long)number, n_sizes, sv_now() - tw);
     if (rc == FERRY_E_UNSUPPORTED) {
-        mlog(m, "info", "model \"%s\" version %lld: inputs without a declared tensor shape; "
-             "not warmed up", e->name, (long long)number);
+        mlog(m, "info",
+             "model \"%s\" version %lld: inputs without a declared tensor shape; "
+             "not warmed up",
+             e->name, (long long)number);
         rc = FERRY_OK;
     } else if (rc != FERRY_OK && guessed) {
         /* Symbolic dims other than the batch were guessed as 1, which the model may not
          * accept; that says nothing about real requests, so serve it cold. */
-        mlog(m, "warn", "model \"%s\" version %lld: warm-up with symbolic dims set to 1 "
-             "failed (%s); serving without warm-up", e->name, (long long)number,
-             ferry_last_error());
+        mlog(m, "warn",
+             "model \"%s\" version %lld: warm-up with symbolic dims set to 1 "
+             "failed (%s); serving without warm-up",
+             e->name, (long long)number, ferry_last_error());
         rc = FERRY_OK;
     } else if (rc != FERRY_OK) {
         snprintf(err, errlen, "warm-up run on zeros failed: %s", ferry_last_error());
@@ -335,9 +342,10 @@ static ferry_status load_version(sv_manager *m, model_entry *e, int64_t number,
     double secs = sv_now() - t0;
     atomic_fetch_add(&e->stats.loads, 1);
     sv_hist_observe(&e->stats.load_seconds, sv_time_bounds, SV_TIME_BUCKETS, secs);
-    mlog(m, "info", "model \"%s\" version %lld loaded and warmed up in %.3f s (max_batch_size %d, "
-         "instances %d)", e->name, (long long)number, secs, v->cfg.max_batch_size,
-         v->cfg.instances);
+    mlog(m, "info",
+         "model \"%s\" version %lld loaded and warmed up in %.3f s (max_batch_size %d, "
+         "instances %d)",
+         e->name, (long long)number, secs, v->cfg.max_batch_size, v->cfg.instances);
     *out = v;
     return FERRY_OK;
 fail:
@@ -382,7 +390,8 @@ static model_entry *add_entry(sv_manager *m, const char *name)
     e->cfg_ok = 1;
     /* Keep entries sorted by name: foreach reports in name order. */
     int at = m->n_entries;
-    while (at > 0 && strcmp(m->entries[at - 1]->name, name) > 0) at--;
+    while (at > 0 && strcmp(m->entries[at - 1]->name, name) > 0)
+        at--;
     memmove(m->entries + at + 1, m->entries + at, sizeof *m->entries * (size_t)(m->n_entries - at));
     m->entries[at] = e;
     m->n_entries++;
@@ -406,7 +415,8 @@ static vslot *add_slot(model_entry *e, int64_t number)
         e->cap_slots = cap;
     }
     int at = e->n_slots;
-    while (at > 0 && e->slots[at - 1].number > number) at--;
+    while (at > 0 && e->slots[at - 1].number > number)
+        at--;
     memmove(e->slots + at + 1, e->slots + at, sizeof *e->slots * (size_t)(e->n_slots - at));
     memset(&e->slots[at], 0, sizeof e->slots[at]);
     e->slots[at].number = number;
@@ -440,7 +450,8 @@ static int contains(const int64_t *a, int n, int64_t x)
 /* Drops the manager's reference to every version in olds (outside mu). */
 static void release_all(sv_version **olds, int n)
 {
-    for (int i = 0; i < n; i++) sv_version_release(olds[i]);
+    for (int i = 0; i < n; i++)
+        sv_version_release(olds[i]);
 }
 
 /* Decides whether version dir `vdir` may be loaded now. Returns 1 to load, 0 to wait (slot
@@ -468,8 +479,8 @@ static int gate(sv_manager *m, model_entry *e, vslot *s, const char *vdir, int f
         pthread_mutex_unlock(&m->mu);
         atomic_fetch_add(&e->stats.load_failures, 1);
         res->failed++;
-        mlog(m, "error", "model \"%s\" version %lld not loaded: %s", e->name,
-             (long long)s->number, s->reason);
+        mlog(m, "error", "model \"%s\" version %lld not loaded: %s", e->name, (long long)s->number,
+             s->reason);
         return -1;
     }
     /* No manifest: load only once two consecutive polls saw the same files, sizes and
@@ -553,8 +564,8 @@ static int try_load(sv_manager *m, model_entry *e, int64_t num, const sv_model_c
     }
     pthread_mutex_unlock(&m->mu);
     if (rc != FERRY_OK)
-        mlog(m, "error", "model \"%s\" version %lld failed to load: %s%s", e->name,
-             (long long)num, err, kept ? " (the loaded copy keeps serving)" : "");
+        mlog(m, "error", "model \"%s\" version %lld failed to load: %s%s", e->name, (long long)num,
+             err, kept ? " (the loaded copy keeps serving)" : "");
     if (old) sv_version_release(old);
     return rc == FERRY_OK;
 }
@@ -632,8 +643,9 @@ static void sync_model(sv_manager *m, model_entry *e, int force, sync_result *re
         pthread_mutex_lock(&m->mu);
         int serving = 0;
         for (int i = 0; i < e->n_slots; i++)
-            if (e->slots[i].v && (contains(want, n_policy, e->slots[i].number) ||
-                                  (e->slots[i].on_disk && !contains(want, n_want, e->slots[i].number))))
+            if (e->slots[i].v &&
+                (contains(want, n_policy, e->slots[i].number) ||
+                 (e->slots[i].on_disk && !contains(want, n_want, e->slots[i].number))))
                 serving++;
         pthread_mutex_unlock(&m->mu);
         for (int i = n_disk - 1; i >= 0 && serving < n_policy; i--) {
@@ -666,8 +678,10 @@ static void sync_model(sv_manager *m, model_entry *e, int force, sync_result *re
         if (s->v && n_old < 256) {
             olds[n_old++] = s->v;
             s->v = NULL;
-            mlog(m, "info", "model \"%s\" version %lld unloaded (not selected by the version "
-                 "policy)", e->name, (long long)s->number);
+            mlog(m, "info",
+                 "model \"%s\" version %lld unloaded (not selected by the version "
+                 "policy)",
+                 e->name, (long long)s->number);
         }
         if (!s->on_disk && !s->v) {
             remove_slot(e, s);
@@ -725,7 +739,8 @@ static void sync_repo(sv_manager *m, sync_result *res)
         model_entry *e = m->entries[i];
         pthread_mutex_unlock(&m->mu);
         int present = 0;
-        for (int k = 0; k < n && !present; k++) present = !strcmp(names[k], e->name);
+        for (int k = 0; k < n && !present; k++)
+            present = !strcmp(names[k], e->name);
         if (!present) {
             if (!e->removed) {
                 retire_all(m, e, "unloaded: the model directory was removed");
@@ -751,7 +766,8 @@ ferry_status sv_manager_create(const sv_manager_options *o, sv_manager **out)
 {
     *out = NULL;
     if (!o || !o->repo || !o->repo[0])
-        return fy_error(FERRY_E_INVALID_ARG, "ferry serve: a model repository directory is required");
+        return fy_error(FERRY_E_INVALID_ARG,
+                        "ferry serve: a model repository directory is required");
     if (o->poll_seconds < 0 || o->poll_seconds > 86400)
         return fy_error(FERRY_E_INVALID_ARG, "poll interval %g s is outside [0, 86400]",
                         o->poll_seconds);
@@ -767,7 +783,8 @@ ferry_status sv_manager_create(const sv_manager_options *o, sv_manager **out)
         return fy_error(FERRY_E_NOMEM, "out of memory");
     }
     size_t len = strlen(m->repo);
-    while (len > 1 && m->repo[len - 1] == '/') m->repo[--len] = 0;
+    while (len > 1 && m->repo[len - 1] == '/')
+        m->repo[--len] = 0;
     m->poll_seconds = o->poll_seconds;
     m->session_threads = o->session_threads;
     pthread_mutex_init(&m->mu, NULL);
@@ -867,7 +884,8 @@ void sv_manager_free(sv_manager *m)
         pthread_join(m->poller, NULL);
     }
     pthread_mutex_lock(&m->sync_mu);
-    for (int i = 0; i < m->n_entries; i++) retire_all(m, m->entries[i], "server shutting down");
+    for (int i = 0; i < m->n_entries; i++)
+        retire_all(m, m->entries[i], "server shutting down");
     pthread_mutex_unlock(&m->sync_mu);
     /* Queued requests keep their versions alive; wait for them to drain (bounded, in case a
      * caller never released a version). */
@@ -914,7 +932,8 @@ int sv_manager_ready(sv_manager *m)
         model_entry *e = m->entries[i];
         if (e->removed || e->unloaded) continue;
         int any = 0;
-        for (int k = 0; k < e->n_slots && !any; k++) any = e->slots[k].v != NULL;
+        for (int k = 0; k < e->n_slots && !any; k++)
+            any = e->slots[k].v != NULL;
         ready = any;
     }
     pthread_mutex_unlock(&m->mu);
@@ -923,8 +942,8 @@ int sv_manager_ready(sv_manager *m)
 
 /* ---- routing ------------------------------------------------------------------------------- */
 
-sv_version *sv_manager_acquire(sv_manager *m, const char *model, int64_t version,
-                               const char *label, int *http_status, char *err, size_t errlen)
+sv_version *sv_manager_acquire(sv_manager *m, const char *model, int64_t version, const char *label,
+                               int *http_status, char *err, size_t errlen)
 {
     int st = 0;
     sv_version *v = NULL;
@@ -960,7 +979,8 @@ sv_version *sv_manager_acquire(sv_manager *m, const char *model, int64_t version
         }
         goto out;
     }
-    for (int i = e->n_slots - 1; i >= 0 && !v; i--) v = e->slots[i].v;
+    for (int i = e->n_slots - 1; i >= 0 && !v; i--)
+        v = e->slots[i].v;
     if (!v) {
         st = 503;
         snprintf(err, errlen, "model \"%s\" has no ready version%s%s", e->name,
@@ -989,9 +1009,10 @@ void sv_manager_foreach(sv_manager *m, void (*cb)(void *ctx, const sv_index_entr
             sv_index_entry ie = {.model = e->name,
                                  .version = 0,
                                  .state = e->unloaded ? "UNAVAILABLE" : "UNAVAILABLE",
-                                 .reason = !e->cfg_ok    ? e->cfg_err
-                                           : e->unloaded ? "unloaded"
-                                                         : "no version directory (REPO/NAME/N/model.onnx)",
+                                 .reason = !e->cfg_ok ? e->cfg_err
+                                           : e->unloaded
+                                               ? "unloaded"
+                                               : "no version directory (REPO/NAME/N/model.onnx)",
                                  .model_stats = &e->stats};
             cb(ctx, &ie);
             continue;
@@ -1043,7 +1064,8 @@ ferry_status sv_manager_load_model(sv_manager *m, const char *model)
         sync_model(m, e, 1, &res);
         pthread_mutex_lock(&m->mu);
         int any = 0;
-        for (int k = 0; k < e->n_slots && !any; k++) any = e->slots[k].v != NULL;
+        for (int k = 0; k < e->n_slots && !any; k++)
+            any = e->slots[k].v != NULL;
         pthread_mutex_unlock(&m->mu);
         if (res.failed || !any)
             rc = fy_error(FERRY_E_PARSE, "model \"%s\": %s", model,

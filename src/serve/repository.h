@@ -14,14 +14,14 @@
 #include "ferry/ferry.h"
 
 #define SV_MAX_PREFERRED 8
-#define SV_MAX_SPECIFIC 64
-#define SV_MAX_LABELS 32
-#define SV_LABEL_LEN 64
+#define SV_MAX_SPECIFIC  64
+#define SV_MAX_LABELS    32
+#define SV_LABEL_LEN     64
 
 /* Defaults used when config.json does not say (documented in docs/serving-repository.md). */
-#define SV_DEFAULT_AUTO_BATCH 32       /* max_batch_size when every input's dim 0 is symbolic */
-#define SV_DEFAULT_QUEUE_SIZE 1024     /* limits.max_queue_size */
-#define SV_DEFAULT_INSTANCES 1
+#define SV_DEFAULT_AUTO_BATCH 32   /* max_batch_size when every input's dim 0 is symbolic */
+#define SV_DEFAULT_QUEUE_SIZE 1024 /* limits.max_queue_size */
+#define SV_DEFAULT_INSTANCES  1
 
 typedef enum sv_policy_kind {
     SV_POLICY_LATEST = 0,
