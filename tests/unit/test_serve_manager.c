@@ -383,6 +383,33 @@ static void bad_config_is_a_load_error(void **state)
     sv_manager_free(m);
 }
 
+static void config_change_reloads_serving_versions(void **state)
+{
+    (void)state;
+    add_version("c", 1, 1, 1);
+    model_file("c", "config.json", "{\"max_batch_size\": 4}");
+    sv_manager *m = start(0);
+    int st;
+    char err[256];
+    sv_version *before = sv_manager_acquire(m, "c", 0, NULL, &st, err, sizeof err);
+    assert_int_equal(sv_version_max_batch_size(before), 4);
+    model_file("c", "config.json", "{\"max_batch_size\": 8, \"limits\": {\"timeout_ms\": 50}}");
+    sv_manager_poll(m); /* the version has a manifest: reloaded on this poll */
+    sv_version *after = sv_manager_acquire(m, "c", 0, NULL, &st, err, sizeof err);
+    assert_int_equal(sv_version_max_batch_size(after), 8);
+    assert_non_null(strstr(sv_version_config_json(after), "\"timeout_ms\":50"));
+    /* The copy a caller still holds keeps working and keeps its configuration. */
+    assert_int_equal(sv_version_max_batch_size(before), 4);
+    call *c = new_call(1, 2);
+    assert_int_equal(sv_version_submit(before, &c->r), 0);
+    wait_call(c);
+    assert_int_equal(c->r.http_status, 200);
+    free_call(c);
+    sv_version_release(before);
+    sv_version_release(after);
+    sv_manager_free(m);
+}
+
 static void manifest_mismatch_is_refused(void **state)
 {
     (void)state;
@@ -897,6 +924,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(scans_and_applies_policies, setup, teardown),
         cmocka_unit_test_setup_teardown(bad_config_is_a_load_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(config_change_reloads_serving_versions, setup, teardown),
         cmocka_unit_test_setup_teardown(manifest_mismatch_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(unmanifested_waits_for_two_quiet_polls, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_version_keeps_old_serving, setup, teardown),
