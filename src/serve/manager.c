@@ -98,6 +98,7 @@ struct sv_manager {
 
     void (*log)(void *ctx, const char *level, const char *msg);
     void *log_ctx;
+    char scan_err[256]; /* the last repository listing failure (logged once) */
 };
 
 /* ---- logging ------------------------------------------------------------------------------ */
@@ -662,6 +663,8 @@ static void sync_model(sv_manager *m, model_entry *e, int force, sync_result *re
      * asks for: a wanted version that is not ready yet (or failed) is stood in for by the
      * newest serving version outside the policy. */
     sv_version *olds[256];
+    int64_t old_nums[256];
+    int old_gone[256];
     int n_old = 0;
     pthread_mutex_lock(&m->mu);
     int ready_wanted = 0;
@@ -676,12 +679,10 @@ static void sync_model(sv_manager *m, model_entry *e, int force, sync_result *re
             continue;
         }
         if (s->v && n_old < 256) {
+            old_nums[n_old] = s->number;
+            old_gone[n_old] = !s->on_disk;
             olds[n_old++] = s->v;
             s->v = NULL;
-            mlog(m, "info",
-                 "model \"%s\" version %lld unloaded (not selected by the version "
-                 "policy)",
-                 e->name, (long long)s->number);
         }
         if (!s->on_disk && !s->v) {
             remove_slot(e, s);
@@ -693,6 +694,10 @@ static void sync_model(sv_manager *m, model_entry *e, int force, sync_result *re
         }
     }
     pthread_mutex_unlock(&m->mu);
+    for (int i = 0; i < n_old; i++)
+        mlog(m, "info", "model \"%s\" version %lld unloaded (%s); in-flight requests finish on it",
+             e->name, (long long)old_nums[i],
+             old_gone[i] ? "its directory was removed" : "not selected by the version policy");
     release_all(olds, n_old);
     free(want);
     free(disk);
@@ -725,15 +730,21 @@ static void sync_repo(sv_manager *m, sync_result *res)
     char **names = NULL;
     int n = 0;
     if (sv_repo_list_models(m->repo, &names, &n) != FERRY_OK) {
-        mlog(m, "error", "%s", ferry_last_error());
+        /* Once per distinct failure, not every poll; what serves keeps serving. */
+        if (strncmp(m->scan_err, ferry_last_error(), sizeof m->scan_err - 1) != 0) {
+            snprintf(m->scan_err, sizeof m->scan_err, "%s", ferry_last_error());
+            mlog(m, "error", "%s (models already loaded keep serving)", m->scan_err);
+        }
         return;
     }
+    m->scan_err[0] = 0;
+    int oom = 0;
     pthread_mutex_lock(&m->mu);
     for (int i = 0; i < n; i++)
-        if (!find_entry(m, names[i]) && !add_entry(m, names[i]))
-            mlog(m, "error", "out of memory adding model \"%s\"", names[i]);
+        if (!find_entry(m, names[i]) && !add_entry(m, names[i])) oom++;
     int count = m->n_entries;
     pthread_mutex_unlock(&m->mu);
+    if (oom) mlog(m, "error", "out of memory adding %d models", oom);
     for (int i = 0; i < count; i++) {
         pthread_mutex_lock(&m->mu);
         model_entry *e = m->entries[i];
