@@ -507,7 +507,7 @@ static int preferred_hit(const sv_scheduler *s, int64_t n)
  * per sample than one request at a time), so when the measured run times say a smaller size
  * moves clearly more samples per second (by 15%), that size is used instead. Tiny models
  * (runs under 0.5 ms) always take the largest: their time is overhead, which batching only
- * amortises. Every 32nd batch takes the largest size anyway, to keep its estimate fresh. */
+ * amortises. Every 16th batch takes each size in turn, to keep the estimates fresh. */
 static int64_t batch_target(sv_scheduler *s, int64_t n)
 {
     if (n > s->max_batch) n = s->max_batch;
@@ -516,7 +516,11 @@ static int64_t batch_target(sv_scheduler *s, int64_t n)
         if (s->sizes[i] <= n) largest = i;
     if (largest < 0) return n;
     int pick = largest;
-    if (s->est[largest] > 0.0005 && (++s->n_targets % 32) != 0) {
+    if (s->est[largest] > 0.0005) {
+        uint64_t k = ++s->n_targets;
+        /* Every 16th batch re-measures one of the sizes in turn, so an estimate taken
+         * during a burst of load on the machine does not rule a size out for good. */
+        if (k % 16 == 0) return s->sizes[(k / 16) % (uint64_t)(largest + 1)];
         double best = s->sizes[largest] / s->est[largest];
         for (int i = 0; i < largest; i++)
             if (s->est[i] > 0 && s->sizes[i] / s->est[i] > best * 1.15) {
