@@ -343,7 +343,7 @@ POLL_ARGS = ("--poll-seconds", "0.5")
 NO_POLL_ARGS = ("--poll-seconds", "3600")
 
 # The request body limit, set small so the 413 test does not need a huge body.
-BODY_LIMIT_ARGS = ("--max-body-bytes", str(1 << 20))
+BODY_LIMIT_ARGS = ("--max-body-mb", "1")
 
 
 @pytest.fixture(scope="session")

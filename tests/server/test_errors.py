@@ -153,6 +153,25 @@ def test_deadline_while_queued_is_504(server):
     assert server.post("/v2/models/slowd/infer", json=SLOW_BODY).status_code == 200
 
 
+def test_request_deadline_header_and_parameter_504(server):
+    """A per-request deadline (X-Request-Timeout-Ms header, or the v2 "timeout" parameter in
+    microseconds) that passes while the request waits behind others is answered 504 without
+    running it."""
+    res = _fire(server, "/v2/models/slow/infer", SLOW_BODY, 8,
+                headers={"X-Request-Timeout-Ms": "15"})
+    codes = [getattr(r, "status_code", repr(r)) for r in res]
+    assert all(c in (200, 504) for c in codes), codes
+    assert codes.count(504) >= 1, codes
+    body = dict(SLOW_BODY, parameters={"timeout": 15000})
+    res = _fire(server, "/v2/models/slow/infer", body, 8)
+    codes = [getattr(r, "status_code", repr(r)) for r in res]
+    assert all(c in (200, 504) for c in codes), codes
+    assert codes.count(504) >= 1, codes
+    r = server.post("/v2/models/slow/infer", json=SLOW_BODY,
+                    headers={"X-Request-Timeout-Ms": "soon"})
+    assert r.status_code == 400, r.text
+
+
 def test_bad_requests_do_not_leak_or_kill(server):
     cases = _bad_requests()
     s = requests.Session()

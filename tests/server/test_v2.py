@@ -324,11 +324,22 @@ def test_repository_index_unload_load(server):
     assert server.post("/v2/repository/models/nosuch/load", json={}).status_code in (400, 404)
 
 
-def test_request_id_in_log(server):
+def test_request_id_header_and_log(server):
     x = fashion_images(1)
-    _infer(server, "mlp", {"id": "find-me-in-the-log", "inputs": [v2_input("input", x)]})
+    r = server.post("/v2/models/mlp/infer", json={"inputs": [v2_input("input", x)]},
+                    headers={"X-Request-Id": "find-me-in-the-log"})
+    assert r.status_code == 200
+    assert r.headers.get("X-Request-Id") == "find-me-in-the-log"
+    r = server.post("/v2/models/mlp/infer", json={"inputs": [v2_input("input", x)]})
+    generated = r.headers.get("X-Request-Id")
+    assert generated, "no X-Request-Id on a response"
+    r2 = server.post("/v2/models/mlp/infer", json={"inputs": [v2_input("input", x)]})
+    assert r2.headers.get("X-Request-Id") != generated, "request ids repeat"
+    import time
+    time.sleep(0.2)
     lines = server.log_lines()
     assert lines, "ferry serve wrote no JSON log lines"
-    reqs = [l for l in lines if "find-me-in-the-log" in json.dumps(l)]
-    assert reqs, "the request's id does not appear in any log line"
-    assert any("request_id" in l or "id" in l for l in lines)
+    assert all("ts" in l and "level" in l for l in lines), lines[:3]
+    ids = {l.get("request_id") for l in lines}
+    assert "find-me-in-the-log" in ids and generated in ids, \
+        "the access log (debug level) does not carry the request ids"
