@@ -34,10 +34,19 @@ ferry_status sv_manager_create(const sv_manager_options *o, sv_manager **out);
 ferry_status sv_manager_start(sv_manager *m);
 /* Asks the polling thread to rescan now (SIGHUP); returns at once. */
 void sv_manager_rescan(sv_manager *m);
+/* Runs one scan on the calling thread and returns when its loads are done (a poll, as the
+ * polling thread does it; for tests and tools that need to know when a scan happened). */
+void sv_manager_poll(sv_manager *m);
 /* Stops polling, lets queued requests finish, frees every version. */
 void sv_manager_free(sv_manager *m);
-/* 1 when every model in the repository has a ready version (the /v2/health/ready answer). */
+/* 1 when every model in the repository has a ready version (the /v2/health/ready answer).
+ * Models unloaded through the repository API do not count. */
 int sv_manager_ready(sv_manager *m);
+/* Where the manager's log lines go (loads, failures, unloads); level is "debug", "info",
+ * "warn" or "error". Called from the manager's threads. Without a logger, lines go to stderr.
+ * Set it before sv_manager_start. */
+void sv_manager_set_logger(sv_manager *m, void (*log)(void *ctx, const char *level, const char *msg),
+                           void *ctx);
 
 /* Finds the version a request addresses: `version` > 0 picks that number, else `label`
  * (non-NULL) picks the version labels.json gives it, else the model's default (highest ready
@@ -71,7 +80,8 @@ typedef struct sv_index_entry {
     sv_version_stats *version_stats; /* NULL unless READY */
 } sv_index_entry;
 
-/* Calls cb for every model version the repository knows, in name then version order. */
+/* Calls cb for every model version the repository knows, in name then version order. cb runs
+ * under the manager's lock: it must not call other sv_manager functions. */
 void sv_manager_foreach(sv_manager *m, void (*cb)(void *ctx, const sv_index_entry *e), void *ctx);
 /* Repository API: load (or reload) a model now, blocking until ready or failed; unload one.
  * FERRY_E_INVALID_ARG when no such model directory exists. */
@@ -94,14 +104,21 @@ struct sv_request {
     void *ctx;
 
     /* Filled by the scheduler before done(). results are owned by the request afterwards. */
-    int http_status;             /* 200; 400 bad input; 503 cancelled at shutdown; 504 deadline */
+    int http_status;             /* 200; 400 bad input; 499 cancelled; 500 run failed;
+                                    503 unloading/full; 504 deadline */
     char error[512];
     int n_results;
-    const char **result_names;   /* point into the model's output names */
+    const char **result_names;   /* the output names (stay valid after the version is freed) */
     ferry_value **results;
     double queue_seconds, compute_seconds;
 };
 
+/* Ownership: input_names, inputs, output_names (the arrays) stay the front end's; the input
+ * values are freed by the scheduler after the run (the slots set to NULL), or by
+ * sv_request_clear if submit failed. results and result_names are allocated by the scheduler
+ * and freed by sv_request_clear. submit reorders input_names/inputs into the model's order.
+ * The scheduler holds its own reference to v until done(r) returns, so v may be released right
+ * after submit. done() may run before submit returns. */
 /* Queues r on v's scheduler; done(r) follows. Returns 0, or -1 without calling done() when the
  * queue is full (r->http_status = 503, r->error says so; answer with Retry-After). Validates
  * input names, dtypes and shapes against the model first (-1, 400). */
