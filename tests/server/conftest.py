@@ -241,7 +241,8 @@ class Server:
         return rss_kib(self.proc.pid)
 
     def log(self):
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
 
@@ -313,7 +314,7 @@ MAIN_CONFIGS = {
     "slowq": {"max_batch_size": 0, "instances": 1, "limits": {"max_queue_size": 1}},
     # a 20 ms deadline: the second of two concurrent requests waits longer than that (504)
     "slowd": {"max_batch_size": 0, "instances": 1, "limits": {"timeout_ms": 20}},
-    "multi": {"max_batch_size": 16, "version_policy": {"all": True}},
+    "multi": {"max_batch_size": 16, "version_policy": {"all": {}}},
 }
 
 
@@ -340,7 +341,7 @@ def server(start_server, main_repo):
 
 # A fast repository poll for the reload tests, and one that never fires (SIGHUP only).
 POLL_ARGS = ("--poll-seconds", "0.5")
-NO_POLL_ARGS = ("--poll-seconds", "3600")
+NO_POLL_ARGS = ("--poll-seconds", "0")
 
 # The request body limit, set small so the 413 test does not need a huge body.
 BODY_LIMIT_ARGS = ("--max-body-mb", "1")

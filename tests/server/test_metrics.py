@@ -51,7 +51,7 @@ def test_expected_series(server):
     s = _samples(server.get("/metrics").text)
     for name in ["ferry_requests_total", "ferry_request_duration_seconds_bucket",
                  "ferry_queue_duration_seconds_bucket", "ferry_compute_duration_seconds_bucket",
-                 "ferry_batch_size_bucket", "ferry_requests_in_flight", "ferry_queue_depth",
+                 "ferry_batch_size_bucket", "ferry_inflight_requests", "ferry_queue_depth",
                  "ferry_model_loads_total", "ferry_model_load_failures_total",
                  "ferry_model_load_duration_seconds_bucket",
                  "process_resident_memory_bytes", "process_cpu_seconds_total"]:

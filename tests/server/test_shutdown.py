@@ -30,7 +30,7 @@ def test_sigterm_drains_in_flight_requests(start_server, models, tmp_path):
         while time.monotonic() < end and seen < n:
             m = server.get("/metrics").text
             seen = sum(float(l.rsplit(" ", 1)[1]) for l in m.splitlines()
-                       if l.startswith("ferry_requests_in_flight"))
+                       if l.startswith("ferry_inflight_requests"))
             time.sleep(0.01)
         assert seen >= n, f"only {seen} of {n} requests in flight before SIGTERM"
         t0 = time.monotonic()

@@ -324,6 +324,21 @@ def test_repository_index_unload_load(server):
     assert server.post("/v2/repository/models/nosuch/load", json={}).status_code in (400, 404)
 
 
+def test_every_log_line_is_json(server):
+    """Structured logging: after everything the session did so far (loads, requests, errors),
+    every line the server wrote is one JSON object with ts, level and msg."""
+    server.post("/v2/models/nosuch/infer", json={})
+    bad = []
+    for line in server.log().splitlines():
+        try:
+            doc = json.loads(line)
+            if not all(k in doc for k in ("ts", "level", "msg")):
+                bad.append(line)
+        except ValueError:
+            bad.append(line)
+    assert not bad, f"{len(bad)} log lines are not structured JSON, e.g. {bad[:3]}"
+
+
 def test_request_id_header_and_log(server):
     x = fashion_images(1)
     r = server.post("/v2/models/mlp/infer", json={"inputs": [v2_input("input", x)]},
