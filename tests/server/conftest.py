@@ -26,6 +26,15 @@ EXAMPLES = os.path.join(ROOT, "examples", "fashion-mnist")
 
 # Sanitizer builds start and run several times slower; every wait scales with this.
 SLOW = float(os.environ.get("FERRY_TEST_SLOW", "1"))
+# Under AddressSanitizer freed memory sits in a quarantine, so RSS grows without a leak; there
+# LeakSanitizer at exit (a leak makes the exit code non-zero) replaces the RSS checks.
+SANITIZED = os.environ.get("FERRY_TEST_SANITIZED", "") not in ("", "0")
+
+
+def assert_rss_flat(before, after, what):
+    if SANITIZED:
+        return
+    assert after - before < max(8192, before * 0.10), f"{what}: RSS {before} KiB → {after} KiB"
 
 
 def pytest_addoption(parser):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import SLOW, fashion_images, v2_input
+from conftest import SLOW, assert_rss_flat, fashion_images, v2_input
 
 GOOD = {"inputs": [{"name": "input", "shape": [1, 784], "datatype": "FP32",
                     "data": [0.0] * 784}]}
@@ -189,4 +189,4 @@ def test_bad_requests_do_not_leak_or_kill(server):
     x = fashion_images(1)
     assert server.post("/v2/models/mlp/infer", json={"inputs": [v2_input("input", x)]}).status_code == 200
     # 40 x ~30 bad requests: allow allocator noise, not a per-request leak.
-    assert after - before < max(8192, before * 0.10), f"RSS {before} KiB → {after} KiB"
+    assert_rss_flat(before, after, "after 40 rounds of bad requests")

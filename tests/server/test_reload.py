@@ -12,8 +12,9 @@ import time
 import numpy as np
 import pytest
 
-from conftest import (NO_POLL_ARGS, POLL_ARGS, SLOW, Hammer, add_version, fashion_images, make_mlp_plus,
-                      mlp_numpy, v2_input, write_json, write_manifest)
+from conftest import (NO_POLL_ARGS, POLL_ARGS, SLOW, Hammer, add_version, assert_rss_flat,
+                      fashion_images, make_mlp_plus, mlp_numpy, v2_input, write_json,
+                      write_manifest)
 
 X = fashion_images(1, offset=7)
 
@@ -155,7 +156,7 @@ def test_load_unload_cycles_do_not_grow_memory(hot):
     for _ in range(25):
         cycle()
     after = server.rss_kib()
-    assert after - before < max(8192, before * 0.10), f"RSS {before} KiB → {after} KiB"
+    assert_rss_flat(before, after, "after 25 load/unload cycles")
 
 
 def test_failed_version_never_replaces_serving_one(hot, models):
