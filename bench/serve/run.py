@@ -67,13 +67,15 @@ def rss_kib(pid):
 
 
 class Ferry:
-    def __init__(self, ferry, repo, workdir, threads=None):
+    def __init__(self, ferry, repo, workdir, threads=None, session_threads=None):
         self.port = free_port()
         self.log = open(os.path.join(workdir, "ferry-serve.log"), "wb")
         cmd = [ferry, "serve", "--repo", repo, "--host", "127.0.0.1", "--port", str(self.port),
                "--log-level", "warn"]
         if threads:
             cmd += ["--threads", str(threads)]
+        if session_threads:
+            cmd += ["--session-threads", str(session_threads)]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         wait_http(f"http://127.0.0.1:{self.port}/v2/health/ready", proc=self.proc)
 
@@ -151,7 +153,7 @@ def check_mlp_answer(port):
 
 
 def mode_ratio(a, workdir):
-    ferry = Ferry(a.ferry, mlp_repo(workdir), workdir, a.threads)
+    ferry = Ferry(a.ferry, mlp_repo(workdir), workdir, a.threads, a.session_threads)
     nginx = Nginx(workdir, a.nginx_workers)
     try:
         check_mlp_answer(ferry.port)
@@ -183,7 +185,7 @@ def mode_ratio(a, workdir):
 
 
 def mode_soak(a, workdir):
-    ferry = Ferry(a.ferry, mlp_repo(workdir), workdir, a.threads)
+    ferry = Ferry(a.ferry, mlp_repo(workdir), workdir, a.threads, a.session_threads)
     samples, stop = [], threading.Event()
 
     def sample():
@@ -236,7 +238,7 @@ def mode_batching(a, workdir):
     body = os.path.join(workdir, "resnet18-body.bin")
     open(body, "wb").write(header + x.tobytes())
     env = {"BODY_FILE": body, "IHCL": str(len(header))}
-    ferry = Ferry(a.ferry, repo, workdir, a.threads)
+    ferry = Ferry(a.ferry, repo, workdir, a.threads, a.session_threads)
     try:
         urls = {n: f"http://127.0.0.1:{ferry.port}/v2/models/{n}/infer"
                 for n in ["resnet18_batched", "resnet18_single"]}
@@ -269,6 +271,7 @@ def main():
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--wrk-threads", type=int, default=2)
     p.add_argument("--threads", type=int, help="ferry serve --threads")
+    p.add_argument("--session-threads", type=int, help="ferry serve --session-threads")
     p.add_argument("--nginx-workers", default="auto")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=int, default=10)

@@ -172,6 +172,29 @@ def test_request_deadline_header_and_parameter_504(server):
     assert r.status_code == 400, r.text
 
 
+def test_cancelled_when_client_goes_away(server):
+    """Clients that hang up while their request is queued: the scheduler drops those requests
+    instead of running them (execution count), and the server keeps answering."""
+    def executions():
+        st = server.get("/v2/models/slow/stats").json()["model_stats"][0]
+        return st["execution_count"]
+    before = executions()
+    n = 12
+
+    def one(_):
+        try:
+            requests.post(server.url("/v2/models/slow/infer"), json=SLOW_BODY, timeout=0.03)
+        except requests.RequestException:
+            pass
+    with cf.ThreadPoolExecutor(n) as ex:
+        list(ex.map(one, range(n)))
+    import time
+    time.sleep(2 * SLOW)  # let whatever was not dropped finish
+    ran = executions() - before
+    assert ran <= n // 2, f"{ran} of {n} abandoned requests were still run"
+    assert server.post("/v2/models/slow/infer", json=SLOW_BODY).status_code == 200
+
+
 def test_bad_requests_do_not_leak_or_kill(server):
     cases = _bad_requests()
     s = requests.Session()
