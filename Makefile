@@ -21,6 +21,7 @@ demo: build
 	$(BUILD)/ferry run examples/fashion-mnist/mlp.onnx --input examples/fashion-mnist/ankle-boot.npy \
 	    --output-dir $(BUILD)/demo-out
 	$(BUILD)/example_classify examples/fashion-mnist/mlp.onnx examples/fashion-mnist/ankle-boot.npy
+	scripts/serve-demo.sh $(BUILD)/ferry
 
 # Every test, in a release build and again under AddressSanitizer + UndefinedBehaviorSanitizer.
 test:

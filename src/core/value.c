@@ -23,19 +23,37 @@ static void buffer_release_heap(fy_buffer *b)
         char **s = b->data;
         for (int64_t i = 0; i < b->count; i++) free(s[i]);
     }
-    if (b->pool) {
-        fy_pool_put(b->pool, b->data, b->size);
-        fy_pool_unref(b->pool);
-    } else {
-        free(b->data);
+    if (b->pool) fy_pool_put(b->pool, b->data, b->size);
+    else free(b->data);
+}
+
+/* The headers of pooled tensors (value and buffer) come from the same pool as their bytes, so a
+ * session that has run once allocates nothing at all on later runs. A header holds a reference
+ * to its pool, which outputs freed after their session need. */
+static void *header_take(fy_pool *pool, size_t size)
+{
+    void *h = pool ? fy_pool_take(pool, size) : malloc(size);
+    if (!h) return NULL;
+    memset(h, 0, size);
+    if (pool) fy_pool_ref(pool);
+    return h;
+}
+
+static void header_put(fy_pool *pool, void *h, size_t size)
+{
+    if (!pool) {
+        free(h);
+        return;
     }
+    fy_pool_put(pool, h, size);
+    fy_pool_unref(pool);
 }
 
 static void buffer_unref(fy_buffer *b)
 {
     if (!b || __atomic_sub_fetch(&b->refcount, 1, __ATOMIC_ACQ_REL) != 0) return;
     if (b->release) b->release(b);
-    free(b);
+    header_put(b->pool, b, sizeof *b);
 }
 
 int64_t fy_shape_count(int rank, const int64_t *dims)
@@ -77,14 +95,17 @@ static fy_value *tensor_over(fy_value *v, fy_buffer *b, ferry_dtype dtype, int r
     return v;
 }
 
-static fy_value *value_alloc(ferry_value_kind kind)
+static fy_value *value_alloc_in(fy_pool *pool, ferry_value_kind kind)
 {
-    fy_value *v = calloc(1, sizeof *v);
+    fy_value *v = header_take(pool, sizeof *v);
     if (!v) return NULL;
+    v->pool = pool;
     v->refcount = 1;
     v->kind = kind;
     return v;
 }
+
+static fy_value *value_alloc(ferry_value_kind kind) { return value_alloc_in(NULL, kind); }
 
 ferry_status fy_tensor_new_pooled(fy_pool *pool, ferry_dtype dtype, int rank,
                                   const int64_t *dims, int zero, fy_value **out)
@@ -101,11 +122,12 @@ ferry_status fy_tensor_new_pooled(fy_pool *pool, ferry_dtype dtype, int rank,
     size_t alloc = (nbytes + FY_ALIGN - 1) / FY_ALIGN * FY_ALIGN;
     if (alloc == 0) alloc = FY_ALIGN;
     if (dtype == FERRY_DTYPE_STRING) pool = NULL; /* strings own per-element memory */
-    fy_value *v = value_alloc(FERRY_VALUE_TENSOR);
-    fy_buffer *b = calloc(1, sizeof *b);
+    fy_value *v = value_alloc_in(pool, FERRY_VALUE_TENSOR);
+    fy_buffer *b = header_take(pool, sizeof *b);
     void *data = pool ? fy_pool_take(pool, alloc) : aligned_alloc(FY_ALIGN, alloc);
     if (!v || !b || !data) {
-        free(v), free(b);
+        if (v) header_put(pool, v, sizeof *v);
+        if (b) header_put(pool, b, sizeof *b);
         if (pool && data) fy_pool_put(pool, data, alloc);
         else free(data);
         return fy_error(FERRY_E_NOMEM, "out of memory allocating %zu bytes", alloc);
@@ -125,10 +147,7 @@ ferry_status fy_tensor_new_pooled(fy_pool *pool, ferry_dtype dtype, int rank,
     b->data = data;
     b->size = alloc;
     b->release = buffer_release_heap;
-    if (pool) {
-        fy_pool_ref(pool);
-        b->pool = pool;
-    }
+    b->pool = pool; /* header_take took the reference */
     *out = tensor_over(v, b, dtype, rank, dims, count);
     return FERRY_OK;
 }
@@ -154,7 +173,7 @@ ferry_status fy_tensor_view(const fy_value *src, int rank, const int64_t *dims, 
                         fy_shape_str(src->rank, src->dims, a, sizeof a),
                         fy_shape_str(rank, dims, b, sizeof b));
     }
-    fy_value *v = value_alloc(FERRY_VALUE_TENSOR);
+    fy_value *v = value_alloc_in(src->buf ? src->buf->pool : NULL, FERRY_VALUE_TENSOR);
     if (!v) return fy_error(FERRY_E_NOMEM, "out of memory");
     v->dtype = src->dtype;
     v->rank = rank;
@@ -191,6 +210,13 @@ ferry_status fy_tensor_clone(const fy_value *src, fy_value **out)
 ferry_status fy_tensor_borrow(ferry_dtype dtype, int rank, const int64_t *dims, void *data,
                               fy_value **out)
 {
+    return fy_tensor_borrow_release(dtype, rank, dims, data, NULL, NULL, out);
+}
+
+ferry_status fy_tensor_borrow_release(ferry_dtype dtype, int rank, const int64_t *dims,
+                                      void *data, void (*release)(fy_buffer *b), void *ctx,
+                                      fy_value **out)
+{
     *out = NULL;
     int64_t count;
     FY_CHECK(check_shape(rank, dims, &count));
@@ -202,6 +228,9 @@ ferry_status fy_tensor_borrow(ferry_dtype dtype, int rank, const int64_t *dims, 
     }
     b->data = data;
     b->size = (size_t)count * ferry_dtype_size(dtype);
+    b->borrowed = 1;
+    b->release = release;
+    b->release_ctx = ctx;
     *out = tensor_over(v, b, dtype, rank, dims, count);
     return FERRY_OK;
 }
@@ -256,7 +285,7 @@ void fy_value_unref(fy_value *v)
     if (v->layout && v->layout->release) v->layout->release(v->layout_desc);
     for (int64_t i = 0; i < v->seq_len; i++) fy_value_unref(v->items[i]);
     free(v->items);
-    free(v);
+    header_put(v->pool, v, sizeof *v);
 }
 
 bool fy_shape_equal(int ra, const int64_t *a, int rb, const int64_t *b)

@@ -19,6 +19,8 @@ typedef struct fy_buffer {
     ferry_dtype dtype; /* for strings: release frees every char * */
     int64_t count;
     void (*release)(struct fy_buffer *b);
+    void *release_ctx;
+    int borrowed;         /* data belongs to someone else (a model's weights): never written */
     struct fy_pool *pool; /* where data goes back when the buffer dies, or NULL: free() */
 } fy_buffer;
 
@@ -46,6 +48,7 @@ struct ferry_value {
     /* sequence */
     int64_t seq_len, seq_cap;
     struct ferry_value **items;
+    struct fy_pool *pool; /* where this header goes back when it dies, or NULL: free() */
 };
 
 typedef struct ferry_value fy_value;
@@ -64,6 +67,11 @@ ferry_status fy_tensor_clone(const fy_value *src, fy_value **out);
 /* Tensor over borrowed memory that outlives it (a model's weights); never freed through it. */
 ferry_status fy_tensor_borrow(ferry_dtype dtype, int rank, const int64_t *dims, void *data,
                               fy_value **out);
+/* The same, but release(buffer) runs when the last value over it dies, with release_ctx set
+ * to ctx: the owner can then drop memory nobody uses any more. */
+ferry_status fy_tensor_borrow_release(ferry_dtype dtype, int rank, const int64_t *dims,
+                                      void *data, void (*release)(fy_buffer *b), void *ctx,
+                                      fy_value **out);
 /* Scalar helpers for kernels that produce one number. */
 ferry_status fy_tensor_scalar_i64(int64_t v, fy_value **out);
 

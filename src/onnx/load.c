@@ -138,7 +138,7 @@ static ferry_status parse_attr(build_ctx *bc, scope *sc, const Onnx__AttributePr
         else type = FY_ATTR_INTS; /* an empty list */
     }
     a->type = (fy_attr_type)type;
-    fy_tensor_source src = {bc->m, bc->m->base_dir};
+    fy_tensor_source src = {bc->m, bc->m->base_dir, .release_raw_data = 0};
     switch (a->type) {
     case FY_ATTR_FLOAT: a->f = ap->f; break;
     case FY_ATTR_INT: a->i = ap->i; break;
@@ -382,7 +382,7 @@ static ferry_status plan_lifetimes(fy_graph *g)
 static ferry_status build_graph_body(build_ctx *bc, const Onnx__GraphProto *gp, scope *sc)
 {
     fy_graph *g = sc->g;
-    fy_tensor_source src = {bc->m, bc->m->base_dir};
+    fy_tensor_source src = {bc->m, bc->m->base_dir, .release_raw_data = 1};
     g->name = dupstr(gp->name);
     g->inputs = malloc(sizeof(int) * (gp->n_input + 1));
     g->outputs = malloc(sizeof(int) * (gp->n_output + 1));

@@ -38,6 +38,8 @@ void fy_model_unref(void *model);
 typedef struct fy_tensor_source {
     struct ferry_model *model;
     const char *base_dir;
+    /* An initializer's raw_data may be freed once no tensor uses it (folding replaced it). */
+    int release_raw_data;
 } fy_tensor_source;
 
 /* TensorProto → tensor value. Errors name the tensor. */

@@ -160,6 +160,17 @@ static ferry_status from_typed_fields(const Onnx__TensorProto *tp, fy_value *t)
     return FERRY_OK;
 }
 
+/* Passes that rewrite weights (Conv+BatchNorm folding) replace initializers; the decoded bytes
+ * of the old ones go as soon as nothing uses them, instead of staying for the model's life. The
+ * proto's field is cleared so that freeing the proto skips it. */
+static void free_raw_data(fy_buffer *b)
+{
+    ProtobufCBinaryData *raw = b->release_ctx;
+    free(raw->data);
+    raw->data = NULL;
+    raw->len = 0;
+}
+
 ferry_status fy_tensor_from_proto(const Onnx__TensorProto *tp, const fy_tensor_source *src,
                                   fy_value **out)
 {
@@ -197,8 +208,12 @@ ferry_status fy_tensor_from_proto(const Onnx__TensorProto *tp, const fy_tensor_s
     }
     /* Weights stay in the model's memory. They hold no reference to the model (which owns
      * them: that would be a cycle); the session copies any that would escape as an output. */
-    if (bytes && src && src->model && ((uintptr_t)bytes % 16) == 0)
+    if (bytes && src && src->model && ((uintptr_t)bytes % 16) == 0) {
+        if (bytes == tp->raw_data.data && src->release_raw_data)
+            return fy_tensor_borrow_release(dt, rank, tp->dims, (void *)bytes, free_raw_data,
+                                            (void *)&tp->raw_data, out);
         return fy_tensor_borrow(dt, rank, tp->dims, (void *)bytes, out);
+    }
     FY_CHECK(fy_tensor_new(dt, rank, tp->dims, out));
     ferry_status rc = FERRY_OK;
     if (bytes) {

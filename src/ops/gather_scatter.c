@@ -63,7 +63,8 @@ ferry_status fy_op_Gather(fy_kernel *k)
     for (int d = 0; d < axis; d++) dims[o++] = x->dims[d];
     for (int d = 0; d < ind->rank; d++) dims[o++] = ind->dims[d];
     for (int d = axis + 1; d < r; d++) dims[o++] = x->dims[d];
-    int64_t *idx = alloc_i64(ni);
+    int64_t idx_stack[256]; /* the usual handful of indices needs no allocation */
+    int64_t *idx = ni <= 256 ? idx_stack : alloc_i64(ni);
     if (!idx) return fy_error(FERRY_E_NOMEM, "out of memory");
     ferry_status rc = FERRY_OK;
     for (int64_t i = 0; i < ni && rc == FERRY_OK; i++)
@@ -91,7 +92,7 @@ ferry_status fy_op_Gather(fy_kernel *k)
     }
     rc = fy_move_strings_end(out, FERRY_OK);
 done:
-    free(idx);
+    if (idx != idx_stack) free(idx);
     return rc;
 }
 

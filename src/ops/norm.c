@@ -245,8 +245,9 @@ ferry_status fy_op_GroupNormalization(fy_kernel *k)
  * the inner positions, plus a per-row base (non-zero only if p also varies over outer dims). */
 typedef struct ln_param {
     const fy_value *t;
-    float *f;     /* values as float */
-    int64_t *idx; /* inner index map, NULL when contiguous */
+    const float *f; /* values as float: t's own data when it is float32 */
+    float *owned_f; /* the converted copy otherwise */
+    int64_t *idx;   /* inner index map, NULL when contiguous */
     int64_t st[FERRY_MAX_RANK];
 } ln_param;
 
@@ -266,10 +267,14 @@ static ferry_status ln_param_init(const fy_kernel *k, int input, const fy_value 
                                fy_shape_str(p->t->rank, p->t->dims, s, sizeof s));
     }
     fy_broadcast_strides(p->t->rank, p->t->dims, x->rank, x->dims, p->st);
-    p->f = malloc(sizeof(float) * (size_t)(p->t->count + 1));
-    if (!p->f) return fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
-    for (int64_t i = 0; i < p->t->count; i++)
-        p->f[i] = (float)fy_tensor_get_f64(p->t, i);
+    if (p->t->dtype == FERRY_DTYPE_F32) {
+        p->f = p->t->data;
+    } else {
+        p->f = p->owned_f = malloc(sizeof(float) * (size_t)(p->t->count + 1));
+        if (!p->f) return fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
+        for (int64_t i = 0; i < p->t->count; i++)
+            p->owned_f[i] = (float)fy_tensor_get_f64(p->t, i);
+    }
     int contiguous = p->t->count == inner;
     for (int d = 0; d < axis; d++)
         contiguous &= p->st[d] == 0;
@@ -369,7 +374,7 @@ ferry_status fy_op_LayerNormalization(fy_kernel *k)
     norm_end(y, &b, 1);
 out:
     if (rc != FERRY_OK) norm_end(y, &b, 0);
-    free(ps.f), free(ps.idx), free(pb.f), free(pb.idx);
+    free(ps.owned_f), free(ps.idx), free(pb.owned_f), free(pb.idx);
     return rc;
 }
 

@@ -95,6 +95,9 @@ out:
     return rc;
 }
 
+/* 8 KiB; subgraphs nest at most FY_MAX_SUBGRAPH_DEPTH deep, each with its own table. */
+#define ENV_ON_STACK 1024
+
 ferry_status fy_graph_exec(const fy_graph *g, fy_value *const *inputs, fy_value *const *outer,
                            fy_run_ctx *run, int depth, fy_value **outputs)
 {
@@ -102,8 +105,11 @@ ferry_status fy_graph_exec(const fy_graph *g, fy_value *const *inputs, fy_value 
         return fy_error(FERRY_E_INVALID_ARG, "subgraphs nested deeper than %d at run time",
                         FY_MAX_SUBGRAPH_DEPTH);
     fy_frame f = {.g = g, .run = run, .depth = depth};
-    f.env = calloc(g->n_values + 1, sizeof(fy_value *));
+    /* The value table lives on the stack for graphs of usual size: no allocation per run. */
+    fy_value *env_stack[ENV_ON_STACK];
+    f.env = g->n_values <= ENV_ON_STACK ? env_stack : malloc(sizeof(fy_value *) * g->n_values);
     if (!f.env) return fy_error(FERRY_E_NOMEM, "out of memory");
+    memset(f.env, 0, sizeof(fy_value *) * g->n_values);
     ferry_status rc = FERRY_OK;
     for (int v = 0; v < g->n_values; v++)
         if (g->values[v].init) f.env[v] = fy_value_ref(g->values[v].init);
@@ -135,7 +141,7 @@ ferry_status fy_graph_exec(const fy_graph *g, fy_value *const *inputs, fy_value 
             outputs[i] = NULL;
         }
     for (int v = 0; v < g->n_values; v++) fy_value_unref(f.env[v]);
-    free(f.env);
+    if (f.env != env_stack) free(f.env);
     return rc;
 }
 

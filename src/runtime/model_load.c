@@ -48,12 +48,17 @@ static ferry_status bind_graph(struct ferry_model *m, fy_graph *g)
     return FERRY_OK;
 }
 
+/* Decoding copies what the model keeps, so the file's bytes (a mapping) are dropped before the
+ * passes run: the passes create new weights, and peak memory is what users measure. */
 static ferry_status load_bytes(const void *data, size_t size, const char *base_dir,
-                               unsigned flags, ferry_model **out)
+                               unsigned flags, void (*drop)(void *ctx), void *drop_ctx,
+                               ferry_model **out)
 {
     struct ferry_model *m;
-    FY_CHECK(fy_model_decode(data, size, base_dir, &m));
-    ferry_status rc = fy_optimize_model(m, (flags & FERRY_LOAD_NO_OPTIMIZE) ? FY_OPT_NONE : FY_OPT_ALL);
+    ferry_status rc = fy_model_decode(data, size, base_dir, &m);
+    if (drop) drop(drop_ctx);
+    if (rc != FERRY_OK) return rc;
+    rc = fy_optimize_model(m, (flags & FERRY_LOAD_NO_OPTIMIZE) ? FY_OPT_NONE : FY_OPT_ALL);
     if (rc == FERRY_OK) rc = bind_graph(m, m->graph);
     if (rc == FERRY_OK && m->missing_ops && !(flags & FERRY_LOAD_ALLOW_UNSUPPORTED))
         rc = fy_error(FERRY_E_UNSUPPORTED, "unsupported ops:\n%s", m->missing_ops);
@@ -70,7 +75,19 @@ ferry_status ferry_model_load_memory(const void *data, size_t size, const char *
 {
     if (!out || (!data && size)) return fy_error(FERRY_E_INVALID_ARG, "model bytes missing");
     *out = NULL;
-    return load_bytes(size ? data : "", size, base_dir, 0, out);
+    return load_bytes(size ? data : "", size, base_dir, 0, NULL, NULL, out);
+}
+
+typedef struct mapping {
+    void *addr;
+    size_t len;
+} mapping;
+
+static void unmap(void *ctx)
+{
+    mapping *mp = ctx;
+    if (mp->addr) munmap(mp->addr, mp->len);
+    mp->addr = NULL;
 }
 
 /* The file is mapped only while decoding: protobuf-c copies what it keeps. */
@@ -102,10 +119,13 @@ ferry_status ferry_model_load_flags(const char *path, unsigned flags, ferry_mode
         char *slash = strrchr(dir, '/');
         if (slash) *slash = '\0';
         else strcpy(dir, ".");
-        rc = load_bytes(addr ? addr : "", (size_t)st.st_size, dir, flags, out);
+    }
+    mapping mp = {addr, (size_t)st.st_size};
+    if (dir) {
+        rc = load_bytes(addr ? addr : "", (size_t)st.st_size, dir, flags, unmap, &mp, out);
         if (rc != FERRY_OK) fy_error_wrap(rc, "%s", path);
     }
-    if (addr) munmap(addr, (size_t)st.st_size);
+    unmap(&mp);
     free(dir);
     return rc;
 }

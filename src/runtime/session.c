@@ -155,7 +155,8 @@ ferry_status ferry_session_run(ferry_session *s, int n_inputs, const char *const
         return fy_error(FERRY_E_INVALID_ARG, "session, names, inputs and outputs must be given");
     const struct ferry_model *m = s->model;
     const fy_graph *g = m->graph;
-    fy_value **bound = calloc(g->n_inputs + 1, sizeof(fy_value *));
+    fy_value *bound_stack[64] = {0};
+    fy_value **bound = g->n_inputs <= 64 ? bound_stack : calloc(g->n_inputs, sizeof(fy_value *));
     ferry_status rc = FERRY_OK;
     if (!bound) return fy_error(FERRY_E_NOMEM, "out of memory");
     for (int i = 0; i < n_inputs && rc == FERRY_OK; i++) {
@@ -183,7 +184,7 @@ ferry_status ferry_session_run(ferry_session *s, int n_inputs, const char *const
     /* outputs that still point into the model's weights are copied: the caller may outlive it */
     for (int i = 0; rc == FERRY_OK && i < g->n_outputs; i++) {
         fy_value *v = outputs[i];
-        if (v->kind == FERRY_VALUE_TENSOR && v->buf && !v->buf->release) {
+        if (v->kind == FERRY_VALUE_TENSOR && v->buf && v->buf->borrowed) {
             fy_value *copy;
             rc = fy_tensor_clone(v, &copy);
             if (rc == FERRY_OK) {
@@ -197,7 +198,7 @@ ferry_status ferry_session_run(ferry_session *s, int n_inputs, const char *const
             fy_value_unref(outputs[i]);
             outputs[i] = NULL;
         }
-    free(bound);
+    if (bound != bound_stack) free(bound);
     return rc;
 }
 

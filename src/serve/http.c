@@ -250,7 +250,8 @@ static enum MHD_Result respond(sv_http *h, int status)
         snprintf(tmp, sizeof(tmp), "%d", h->retry_after > 0 ? h->retry_after : 1);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, tmp);
     }
-    if (h->too_large) MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (h->too_large || atomic_load(&h->srv->draining))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result rc = MHD_queue_response(h->conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
     sv_metrics_observe(h, status, seconds);
@@ -323,6 +324,15 @@ enum MHD_Result sv_http_access(void *cls, struct MHD_Connection *c, const char *
         fill_request_id(h);
         *con_cls = h;
         atomic_fetch_add(&srv->inflight, 1);
+        if (atomic_load(&srv->draining)) {
+            /* SIGTERM: requests already started finish; new ones on kept-alive connections
+             * are turned away (and the connection closed) so the daemon can stop with nothing
+             * suspended. inflight is raised before this check, so drain() waits for anyone
+             * who passed it. */
+            h->too_large = 1; /* closes the connection after the answer */
+            h->retry_after = 1;
+            return respond(h, sv_http_error(h, 503, "server is shutting down"));
+        }
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl) {

@@ -56,6 +56,7 @@ typedef struct parser {
     char *err;
     size_t errlen;
     int failed;
+    int no_pack;
 } parser;
 
 static int fail(parser *ps, const char *what)
@@ -176,91 +177,211 @@ static int match_word(parser *ps, const char *w)
     return 1;
 }
 
+static inline int is_digit(char c) { return (unsigned char)(c - '0') <= 9; }
+
+/* Little-endian eight bytes that are all ASCII digits. */
+static inline int is_8digits(uint64_t v)
+{
+    return (((v & 0xF0F0F0F0F0F0F0F0ull) | (((v + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull) >> 4)) ==
+            0x3333333333333333ull);
+}
+
+static inline uint32_t parse_8digits(uint64_t v)
+{
+    const uint64_t mask = 0x000000FF000000FFull, mul1 = 0x000F424000000064ull,
+                   mul2 = 0x0000271000000001ull;
+    v -= 0x3030303030303030ull;
+    v = (v * 10) + (v >> 8);
+    return (uint32_t)((((v & mask) * mul1) + (((v >> 16) & mask) * mul2)) >> 32);
+}
+
+/* Number grammar per RFC 8259. Up to 19 significant digits go into an integer mantissa; when
+ * it and the power of ten are exact doubles, one multiplication or division gives the correctly
+ * rounded value (Clinger). Otherwise the value is computed to within an ulp and marked approx,
+ * with its text kept, so FP64 targets can ask strtod for the exact value (sj_exact). */
 static int parse_number(parser *ps, sj_val *v)
 {
-    char *s = ps->p;
+    const char *p = ps->p, *end = ps->end, *s = p;
     int neg = 0;
     v->type = SJ_NUM;
     v->is_int = 0;
-    if (ps->p < ps->end && *ps->p == '-') {
+    v->approx = 0;
+    if (p < end && *p == '-') {
         neg = 1;
-        ps->p++;
+        p++;
     }
-    if (match_word(ps, "Infinity")) {
+    if (end - p >= 8 && memcmp(p, "Infinity", 8) == 0) {
+        ps->p = (char *)p + 8;
         v->u.d = neg ? -INFINITY : INFINITY;
         return 0;
     }
-    if (ps->p >= ps->end || *ps->p < '0' || *ps->p > '9') return fail(ps, "bad number");
+    if (p >= end || !is_digit(*p)) {
+        ps->p = (char *)p;
+        return fail(ps, "bad number");
+    }
     uint64_t mant = 0;
-    int digits = 0, dropped = 0, exp10 = 0, inexact = 0;
-    if (*ps->p == '0') {
-        ps->p++;
+    int nd = 0, exp10 = 0, exact = 1, is_int = 1;
+    if (*p == '0') {
+        p++;
     } else {
-        while (ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9') {
-            if (digits < 19) {
-                mant = mant * 10 + (uint64_t)(*ps->p - '0');
-                if (mant) digits++;
+        const char *q = p;
+        while (p < end && is_digit(*p)) p++;
+        long n = p - q;
+        if (n > 19) {
+            exact = 0;
+            exp10 = (int)(n - 19 > 100000 ? 100000 : n - 19);
+            n = 19;
+        }
+        for (long i = 0; i < n; i++) mant = mant * 10 + (uint64_t)(q[i] - '0');
+        nd = (int)n;
+    }
+    if (p < end && *p == '.') {
+        is_int = 0;
+        p++;
+        const char *q = p;
+        while (p < end && is_digit(*p)) p++;
+        if (p == q) {
+            ps->p = (char *)p;
+            return fail(ps, "bad fraction");
+        }
+        /* Eight digits at a time (SWAR, as in simdjson and fast_float): long fractions are
+         * the bulk of a tensor body. */
+        while (p - q >= 8 && nd <= 11) {
+            uint64_t chunk;
+            memcpy(&chunk, q, 8);
+            if (!is_8digits(chunk)) break;
+            uint64_t before = mant;
+            mant = mant * 100000000u + parse_8digits(chunk);
+            if (before) {
+                nd += 8;
             } else {
-                dropped++;
+                while (nd < 8 && mant >= (uint64_t)pow10_exact[nd]) nd++;
             }
-            ps->p++;
+            exp10 -= 8;
+            q += 8;
         }
-    }
-    int is_int = 1;
-    if (ps->p < ps->end && *ps->p == '.') {
-        is_int = 0;
-        ps->p++;
-        if (ps->p >= ps->end || *ps->p < '0' || *ps->p > '9') return fail(ps, "bad fraction");
-        while (ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9') {
-            if (digits < 19) {
-                mant = mant * 10 + (uint64_t)(*ps->p - '0');
-                if (mant) digits++;
+        for (; q < p; q++) {
+            if (nd < 19) {
+                mant = mant * 10 + (uint64_t)(*q - '0');
+                if (mant) nd++;
                 exp10--;
-            } else if (*ps->p != '0') {
-                inexact = 1;
+            } else if (*q != '0') {
+                exact = 0;
             }
-            ps->p++;
         }
     }
-    if (ps->p < ps->end && (*ps->p == 'e' || *ps->p == 'E')) {
+    if (p < end && (*p == 'e' || *p == 'E')) {
         is_int = 0;
-        ps->p++;
+        p++;
         int eneg = 0, e = 0;
-        if (ps->p < ps->end && (*ps->p == '+' || *ps->p == '-')) eneg = *ps->p++ == '-';
-        if (ps->p >= ps->end || *ps->p < '0' || *ps->p > '9') return fail(ps, "bad exponent");
-        while (ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9') {
-            if (e < 100000) e = e * 10 + (*ps->p - '0');
-            ps->p++;
+        if (p < end && (*p == '+' || *p == '-')) eneg = *p++ == '-';
+        if (p >= end || !is_digit(*p)) {
+            ps->p = (char *)p;
+            return fail(ps, "bad exponent");
+        }
+        while (p < end && is_digit(*p)) {
+            if (e < 100000) e = e * 10 + (*p - '0');
+            p++;
         }
         exp10 += eneg ? -e : e;
     }
-    exp10 += dropped;
-    if (is_int && !dropped && (mant <= (uint64_t)INT64_MAX || (neg && mant == (uint64_t)INT64_MAX + 1))) {
+    ps->p = (char *)p;
+    if (is_int && exact && (mant <= (uint64_t)INT64_MAX || (neg && mant == (uint64_t)INT64_MAX + 1))) {
         v->is_int = 1;
         v->i = neg ? (int64_t)(0 - mant) : (int64_t)mant;
     }
-    if (!dropped && !inexact && mant <= (1ull << 53) && exp10 >= -22 && exp10 <= 22) {
-        /* Both operands are exact doubles, so one correctly rounded operation is exact. */
+    if (mant == 0) {
+        v->u.d = neg ? -0.0 : 0.0;
+        return 0;
+    }
+    if (exp10 >= -22 && exp10 <= 22) {
         double d = (double)mant;
         d = exp10 < 0 ? d / pow10_exact[-exp10] : d * pow10_exact[exp10];
         v->u.d = neg ? -d : d;
+        if (!exact || mant > (1ull << 53)) {
+            v->approx = 1;
+            if (!v->is_int) v->txt = s;
+            v->n = (uint32_t)(p - s);
+        }
         return 0;
     }
-    size_t n = (size_t)(ps->p - s);
+    size_t n = (size_t)(p - s);
     char tmp[128];
-    if (n >= sizeof(tmp)) {
-        /* Very long digit strings: strtod needs a terminated copy. */
-        char *big = malloc(n + 1);
-        if (!big) return fail(ps, "out of memory");
-        memcpy(big, s, n);
-        big[n] = '\0';
-        v->u.d = strtod(big, NULL);
-        free(big);
-        return 0;
+    char *buf = n < sizeof(tmp) ? tmp : malloc(n + 1);
+    if (!buf) return fail(ps, "out of memory");
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    v->u.d = strtod(buf, NULL);
+    if (buf != tmp) free(buf);
+    return 0;
+}
+
+double sj_exact(const sj_val *v)
+{
+    if (v->type != SJ_NUM) return 0;
+    if (v->is_int) return (double)v->i;
+    if (!v->approx) return v->u.d;
+    char tmp[128];
+    size_t n = v->n;
+    char *buf = n < sizeof(tmp) ? tmp : malloc(n + 1);
+    if (!buf) return v->u.d;
+    memcpy(buf, v->txt, n);
+    buf[n] = '\0';
+    double d = strtod(buf, NULL);
+    if (buf != tmp) free(buf);
+    return d;
+}
+
+enum { PACK_MIN = 32 }; /* shapes (at most FERRY_MAX_RANK dims) are never packed */
+
+/* An array of numbers only, at least PACK_MIN long, becomes one double[] instead of a node per
+ * element: the 784-float body of an MNIST request is one allocation and one tight loop. Returns
+ * 0 when packed, -1 on a malformed number, 1 to parse the array generically (it is short or
+ * holds something other than numbers); ps->p is back at the first element then. */
+static int parse_packed(parser *ps, sj_val *v)
+{
+    char *first = ps->p;
+    uint32_t n = 0, cap = 256;
+    double *vals = sv_arena_alloc(ps->a, sizeof(double) * cap);
+    int approx = 0;
+    if (!vals) return fail(ps, "out of memory");
+    for (;;) {
+        sj_val num;
+        if (parse_number(ps, &num)) return -1;
+        if (num.approx || (num.is_int && (num.i > ((int64_t)1 << 53) || num.i < -((int64_t)1 << 53))))
+            approx = 1;
+        if (n == cap) {
+            if (cap >= UINT32_MAX / 2) return fail(ps, "too many members");
+            double *bigger = sv_arena_alloc(ps->a, sizeof(double) * cap * 2);
+            if (!bigger) return fail(ps, "out of memory");
+            memcpy(bigger, vals, sizeof(double) * cap);
+            vals = bigger;
+            cap *= 2;
+        }
+        vals[n++] = num.u.d;
+        skip_ws(ps);
+        if (ps->p >= ps->end) return fail(ps, "unterminated container");
+        if (*ps->p == ']') break;
+        if (*ps->p != ',') return fail(ps, "expected ',' or ']'");
+        ps->p++;
+        skip_ws(ps);
+        if (ps->p >= ps->end || !(*ps->p == '-' || is_digit(*ps->p))) {
+            ps->p = first;
+            return 1;
+        }
     }
-    memcpy(tmp, s, n);
-    tmp[n] = '\0';
-    v->u.d = strtod(tmp, NULL);
+    if (n < PACK_MIN) {
+        ps->p = first;
+        return 1;
+    }
+    ps->p++;
+    v->n = n;
+    v->packed = 1;
+    v->approx = (uint8_t)approx;
+    v->u.nums = vals;
+    v->txt = first - 1;
+    v->txtlen = (uint32_t)(ps->p - first + 1 > UINT32_MAX ? 0 : ps->p - first + 1);
+    if (!v->txtlen) v->approx = 0; /* over 4 GiB of text: keep the fast values */
     return 0;
 }
 
@@ -271,7 +392,12 @@ static sj_val *new_val(parser *ps)
         fail(ps, "out of memory");
         return NULL;
     }
-    memset(v, 0, sizeof(*v));
+    v->n = 0;
+    v->packed = 0;
+    v->keylen = 0;
+    v->key = NULL;
+    v->next = NULL;
+    v->u.first = NULL;
     return v;
 }
 
@@ -287,6 +413,10 @@ static int parse_container(parser *ps, sj_val *v, int depth, int is_obj)
     if (ps->p < ps->end && *ps->p == close) {
         ps->p++;
         return 0;
+    }
+    if (!is_obj && !ps->no_pack && (*ps->p == '-' || is_digit(*ps->p))) {
+        int rc = parse_packed(ps, v);
+        if (rc <= 0) return rc;
     }
     sj_val **tail = &v->u.first;
     for (;;) {
@@ -346,15 +476,18 @@ static int parse_value(parser *ps, sj_val *v, int depth)
     case 'N':
         if (!match_word(ps, "NaN")) return fail(ps, "bad literal");
         v->type = SJ_NUM;
+        v->is_int = v->approx = 0;
         v->u.d = NAN;
         return 0;
     default: return parse_number(ps, v);
     }
 }
 
-int sj_parse(sv_arena *a, char *text, size_t len, sj_val **out, char *err, size_t errlen)
+static int parse_all(sv_arena *a, char *text, size_t len, sj_val **out, char *err, size_t errlen,
+                     int no_pack)
 {
-    parser ps = {.a = a, .p = text, .start = text, .end = text + len, .err = err, .errlen = errlen};
+    parser ps = {.a = a, .p = text, .start = text, .end = text + len, .err = err, .errlen = errlen,
+                 .no_pack = no_pack};
     *out = NULL;
     sj_val *root = new_val(&ps);
     if (!root || parse_value(&ps, root, 0)) return -1;
@@ -362,6 +495,16 @@ int sj_parse(sv_arena *a, char *text, size_t len, sj_val **out, char *err, size_
     if (ps.p != ps.end) return fail(&ps, "unexpected data after the value");
     *out = root;
     return 0;
+}
+
+int sj_parse(sv_arena *a, char *text, size_t len, sj_val **out, char *err, size_t errlen)
+{
+    return parse_all(a, text, len, out, err, errlen, 0);
+}
+
+int sj_parse_unpacked(sv_arena *a, char *text, size_t len, sj_val **out, char *err, size_t errlen)
+{
+    return parse_all(a, text, len, out, err, errlen, 1);
 }
 
 const sj_val *sj_get(const sj_val *obj, const char *key)

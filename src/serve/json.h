@@ -28,16 +28,25 @@ typedef struct sj_val sj_val;
 struct sj_val {
     uint8_t type;
     uint8_t is_int;   /* SJ_NUM written without fraction or exponent and fits int64 (i) */
-    uint32_t n;       /* SJ_STR: bytes; SJ_ARR/SJ_OBJ: members */
+    uint8_t approx;   /* SJ_NUM (or packed SJ_ARR): a value may be an ulp off; sj_exact() and
+                         sj_parse of the text give exact values */
+    uint8_t packed;   /* SJ_ARR of >= 32 numbers only: u.nums holds them, no member nodes */
+    uint32_t n;       /* SJ_STR: bytes; SJ_ARR/SJ_OBJ: members; approx SJ_NUM: text length */
     uint32_t keylen;  /* member name length when this value sits in an object */
+    uint32_t txtlen;  /* packed SJ_ARR: length of its text (txt) */
     const char *key;  /* member name (NUL-terminated) or NULL */
     sj_val *next;     /* next member of the enclosing array/object */
     union {
         double d;        /* SJ_NUM */
         const char *s;   /* SJ_STR: NUL-terminated, may hold NULs inside (n counts them) */
-        sj_val *first;   /* SJ_ARR/SJ_OBJ */
+        sj_val *first;   /* SJ_ARR/SJ_OBJ (NULL for a packed array) */
+        double *nums;    /* packed SJ_ARR: n values */
     } u;
-    int64_t i;        /* SJ_NUM with is_int */
+    union {
+        int64_t i;        /* SJ_NUM with is_int */
+        const char *txt;  /* approx SJ_NUM without is_int: its text (n bytes); packed SJ_ARR:
+                             its text from '[' to ']' (txtlen bytes) */
+    };
 };
 
 #define SJ_MAX_DEPTH 64
@@ -48,6 +57,10 @@ struct sj_val {
  * the byte offset in err. Trailing whitespace is allowed, anything else after the value not. */
 int sj_parse(sv_arena *a, char *text, size_t len, sj_val **out, char *err, size_t errlen);
 
+/* The same without packed arrays: every number gets its node (exact integers beyond 2^53). */
+int sj_parse_unpacked(sv_arena *a, char *text, size_t len, sj_val **out, char *err, size_t errlen);
+/* A number correctly rounded to double (strtod on the text when the fast value is approx). */
+double sj_exact(const sj_val *v);
 /* Member of an object by name, or NULL. */
 const sj_val *sj_get(const sj_val *obj, const char *key);
 /* Number as double (false 0, true 1 for BOOL convenience); 0 for other types. */

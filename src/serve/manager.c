@@ -216,8 +216,8 @@ void sv_request_clear(sv_request *r)
     r->n_results = 0;
 }
 
-/* Runs the model once on zeros so the first real request finds kernels prepared and buffers
- * pooled: at batch 1, and at max_batch_size when batching, the two shapes a server sees most. */
+/* Runs the model once on zeros at batch 1 so the first real request finds its kernels
+ * prepared and its buffers pooled instead of paying for that itself. */
 static ferry_status warm_up(ferry_session *s, const ferry_model *model, int batch)
 {
     int n = ferry_model_input_count(model);
@@ -288,8 +288,6 @@ static ferry_status load_version(sv_manager *m, model_entry *e, int64_t number,
         goto fail;
     }
     rc = warm_up(v->session, v->model, 1);
-    if (rc == FERRY_OK && v->cfg.max_batch_size > 1)
-        rc = warm_up(v->session, v->model, v->cfg.max_batch_size);
     if (rc == FERRY_E_UNSUPPORTED) {
         mlog(m, "info", "model \"%s\" version %lld: inputs without a declared tensor shape; "
              "not warmed up", e->name, (long long)number);

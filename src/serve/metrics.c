@@ -98,7 +98,7 @@ static void family(sv_buf *b, const char *name, const char *type, const char *he
     sv_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void put_double(sv_buf *b, double v) { sv_buf_printf(b, "%.17g", v); }
+static void put_double(sv_buf *b, double v) { sv_buf_printf(b, "%.15g", v); }
 
 static void put_hist(sv_buf *b, const char *name, const char *model, int64_t version,
                      const sv_hist *h, const double *bounds, int n)

@@ -23,8 +23,10 @@ struct sv_scheduler {
 
     int max_batch; /* 0: no batch dimension, one request per run */
     double delay_s;
-    int n_preferred;
+    int n_preferred; /* config.json's preferred_batch_size: release a batch early at these */
     int preferred[SV_MAX_PREFERRED];
+    int n_sizes; /* the batch sizes formed when more is queued than fits (see batch_target) */
+    int sizes[SV_MAX_PREFERRED + 16];
     int max_queue;
     double timeout_s;
 
@@ -115,16 +117,18 @@ static int validate(sv_scheduler *s, sv_request *r)
         if (io->rank < 0) continue;
         int rank = ferry_tensor_rank(v);
         const int64_t *d = ferry_tensor_dims(v);
-        char got[160], want[160];
-        format_dims(got, sizeof got, rank, d);
-        format_dims(want, sizeof want, io->rank, io->dims);
-        if (rank != io->rank)
-            return reject(r, 400, "input \"%s\": shape %s has %d dims, the model expects %d %s "
-                          "(-1 = any)", io->name, got, rank, io->rank, want);
-        for (int k = 0; k < rank; k++)
-            if (io->dims[k] >= 0 && d[k] != io->dims[k])
-                return reject(r, 400, "input \"%s\": shape %s, the model expects %s (-1 = any)",
-                              io->name, got, want);
+        int ok = rank == io->rank;
+        for (int k = 0; k < rank && ok; k++) ok = io->dims[k] < 0 || d[k] == io->dims[k];
+        if (!ok) {
+            char got[160], want[160];
+            format_dims(got, sizeof got, rank, d);
+            format_dims(want, sizeof want, io->rank, io->dims);
+            if (rank != io->rank)
+                return reject(r, 400, "input \"%s\": shape %s has %d dims, the model expects "
+                              "%d: %s (-1 = any)", io->name, got, rank, io->rank, want);
+            return reject(r, 400, "input \"%s\": shape %s, the model expects %s (-1 = any)",
+                          io->name, got, want);
+        }
         if (s->max_batch > 0) {
             if (batch < 0) batch = d[0];
             else if (d[0] != batch)
@@ -462,14 +466,17 @@ static int preferred_hit(const sv_scheduler *s, int64_t n)
     return 0;
 }
 
-/* The batch size to aim for when n samples are available: the largest preferred size that
- * fits, else everything up to max_batch_size. */
+/* The batch size to aim for when n samples are available: the largest of the scheduler's
+ * batch sizes that fits. Those are config.json's preferred_batch_size when given, else the
+ * powers of two up to max_batch_size. Keeping to a few sizes matters for speed: the oneDNN
+ * kernels are prepared per input shape and cached for a handful of shapes per node, so
+ * batches of every size from 1 to 32 would keep preparing kernels instead of running them. */
 static int64_t batch_target(const sv_scheduler *s, int64_t n)
 {
     if (n > s->max_batch) n = s->max_batch;
     int64_t best = 0;
-    for (int i = 0; i < s->n_preferred; i++)
-        if (s->preferred[i] <= n && s->preferred[i] > best) best = s->preferred[i];
+    for (int i = 0; i < s->n_sizes; i++)
+        if (s->sizes[i] <= n && s->sizes[i] > best) best = s->sizes[i];
     return best ? best : n;
 }
 
@@ -571,6 +578,15 @@ ferry_status sv_scheduler_create(ferry_session *session, const ferry_model *mode
     s->delay_s = (double)c->max_queue_delay_us * 1e-6;
     s->n_preferred = c->n_preferred;
     memcpy(s->preferred, c->preferred_batch_size, sizeof s->preferred);
+    if (s->n_preferred > 0) {
+        memcpy(s->sizes, s->preferred, sizeof s->preferred);
+        s->n_sizes = s->n_preferred;
+    } else {
+        for (int b = 1; b <= s->max_batch && s->n_sizes < (int)(sizeof s->sizes / sizeof *s->sizes); b *= 2)
+            s->sizes[s->n_sizes++] = b;
+    }
+    if (s->max_batch > 0 && s->n_sizes < (int)(sizeof s->sizes / sizeof *s->sizes))
+        s->sizes[s->n_sizes++] = s->max_batch; /* a full batch is always a good size */
     s->max_queue = c->max_queue_size > 0 ? c->max_queue_size : SV_DEFAULT_QUEUE_SIZE;
     s->timeout_s = (double)c->timeout_ms * 1e-3;
     s->n_in = ferry_model_input_count(model);

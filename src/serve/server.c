@@ -132,8 +132,10 @@ static struct MHD_Daemon *start_daemon(sv_server *srv, const ferry_serve_options
     return d;
 }
 
-/* SIGTERM: stop accepting, let the requests in flight finish (bounded), then stop. */
-static void drain(sv_server *srv, struct MHD_Daemon *d)
+/* SIGTERM: stop accepting, let the requests in flight finish (bounded), then stop. Returns 0, or
+ * -1 when requests are still running after the limit: libmicrohttpd cannot stop with suspended
+ * connections, so the daemon (and the models they use) are then left to the process exit. */
+static int drain(sv_server *srv, struct MHD_Daemon *d)
 {
     atomic_store(&srv->draining, 1);
     MHD_socket fd = MHD_quiesce_daemon(d);
@@ -144,9 +146,13 @@ static void drain(sv_server *srv, struct MHD_Daemon *d)
         nanosleep(&ts, NULL);
     }
     int64_t left = atomic_load(&srv->inflight);
-    if (left > 0) sv_log(SV_LOG_WARN, NULL, "%lld requests still in flight after %d s; stopping anyway",
-                         (long long)left, DRAIN_SECONDS);
+    if (left > 0) {
+        sv_log(SV_LOG_WARN, NULL, "%lld requests still in flight after %d s; exiting without them",
+               (long long)left, DRAIN_SECONDS);
+        return -1;
+    }
     MHD_stop_daemon(d);
+    return 0;
 }
 
 ferry_status ferry_serve_run(const ferry_serve_options *opts)
@@ -204,7 +210,10 @@ ferry_status ferry_serve_run(const ferry_serve_options *opts)
                sig == SIGTERM ? "SIGTERM" : "SIGINT", (long long)atomic_load(&srv->inflight));
         break;
     }
-    drain(srv, d);
+    if (drain(srv, d) != 0) {
+        json_decref(config_root);
+        return FERRY_OK;
+    }
     d = NULL;
     sv_log(SV_LOG_INFO, NULL, "stopped");
 out:

@@ -27,6 +27,7 @@ static int check_regular(const sj_val *v, const int64_t *dims, int rank, int dep
 {
     if (depth == rank) return is_leaf(v) ? 0 : -1;
     if (v->type != SJ_ARR || (int64_t)v->n != dims[depth]) return -1;
+    if (v->packed) return depth == rank - 1 ? 0 : -1; /* packed arrays hold numbers only */
     for (const sj_val *m = v->u.first; m; m = m->next)
         if (check_regular(m, dims, rank, depth + 1)) return -1;
     return 0;
@@ -38,7 +39,7 @@ static int infer_shape(const sj_val *v, int64_t *dims, int *rank)
     for (const sj_val *p = v; p->type == SJ_ARR; p = p->u.first) {
         if (*rank >= FERRY_MAX_RANK) return -1;
         dims[(*rank)++] = p->n;
-        if (!p->n) break;
+        if (!p->n || p->packed) break;
     }
     return check_regular(v, dims, *rank, 0);
 }
@@ -158,7 +159,7 @@ int sv_tfs_decode(sv_arena *a, char *body, size_t len, const sv_sig *sig, sv_dec
     if (inst) {
         if (inst->type != SJ_ARR || inst->n == 0)
             return bad(err, errlen, "\"instances\" must be a non-empty list");
-        if (inst->u.first->type == SJ_OBJ && !is_b64(inst->u.first)) {
+        if (!inst->packed && inst->u.first->type == SJ_OBJ && !is_b64(inst->u.first)) {
             for (const sj_val *m = inst->u.first->u.first; m; m = m->next)
                 if (find_input(sig, m->key) < 0)
                     return bad(err, errlen, "unknown input '%s'", m->key);

@@ -114,14 +114,17 @@ float sv_bf16_to_f32(uint16_t h)
 
 /* ---- JSON → tensor ------------------------------------------------------------------------- */
 
-typedef struct fill_ctx {
+typedef struct fill_ctx fill_ctx;
+static int fill_rec(fill_ctx *f, const sj_val *arr);
+
+struct fill_ctx {
     ferry_value *t;
     ferry_dtype dt;
     unsigned char *data;
     int64_t pos, count;
     char *err;
     size_t errlen;
-} fill_ctx;
+};
 
 static int fill_fail(fill_ctx *f, const char *what)
 {
@@ -196,7 +199,7 @@ static int fill_scalar(fill_ctx *f, const sj_val *v)
     double d = v->u.d;
     switch (f->dt) {
     case FERRY_DTYPE_F32: ((float *)f->data)[i] = (float)d; break;
-    case FERRY_DTYPE_F64: ((double *)f->data)[i] = d; break;
+    case FERRY_DTYPE_F64: ((double *)f->data)[i] = v->approx ? sj_exact(v) : d; break;
     case FERRY_DTYPE_F16: ((uint16_t *)f->data)[i] = sv_f32_to_f16((float)d); break;
     case FERRY_DTYPE_BF16: ((uint16_t *)f->data)[i] = sv_f32_to_bf16((float)d); break;
     default: {
@@ -241,8 +244,46 @@ static int fill_scalar(fill_ctx *f, const sj_val *v)
     return 0;
 }
 
+static int fill_packed(fill_ctx *f, const sj_val *arr)
+{
+    if (arr->approx && (f->dt == FERRY_DTYPE_F64 || f->dt == FERRY_DTYPE_I64 || f->dt == FERRY_DTYPE_U64)) {
+        /* Some values were only parsed to within an ulp: read the text again, exactly. */
+        char *copy = malloc(arr->txtlen);
+        if (!copy) return fill_fail(f, "out of memory");
+        memcpy(copy, arr->txt, arr->txtlen);
+        sv_arena a = {0};
+        sj_val *exact;
+        char e2[128];
+        int rc = sj_parse_unpacked(&a, copy, arr->txtlen, &exact, e2, sizeof(e2)) == 0
+                     ? fill_rec(f, exact)
+                     : fill_fail(f, "could not re-read a number");
+        sv_arena_free(&a);
+        free(copy);
+        return rc;
+    }
+    if (f->dt == FERRY_DTYPE_F32) {
+        if ((int64_t)arr->n > f->count - f->pos) return fill_fail(f, "more data than the shape holds");
+        float *p = (float *)f->data + f->pos;
+        for (uint32_t i = 0; i < arr->n; i++) p[i] = (float)arr->u.nums[i];
+        f->pos += arr->n;
+        return 0;
+    }
+    for (uint32_t i = 0; i < arr->n; i++) {
+        double d = arr->u.nums[i];
+        sj_val num = {.type = SJ_NUM};
+        num.u.d = d;
+        if (d == floor(d) && d >= -9.2233720368547758e18 && d < 9.2233720368547758e18) {
+            num.is_int = 1;
+            num.i = (int64_t)d;
+        }
+        if (fill_scalar(f, &num)) return -1;
+    }
+    return 0;
+}
+
 static int fill_rec(fill_ctx *f, const sj_val *arr)
 {
+    if (arr->packed) return fill_packed(f, arr);
     const sj_val *m = arr->u.first;
     if (f->dt == FERRY_DTYPE_F32) {
         /* The common case (a flat run of numbers into FP32) without a call per element. */

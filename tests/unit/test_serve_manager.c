@@ -546,28 +546,52 @@ static void batches_form_and_split(void **state)
     assert_int_equal(sv_version_submit(v, &first->r), 0);
     wait_blocked();
 
-    /* Eight requests queue behind the busy instance: seven of 1 row and one of 2 rows. */
-    call *c[8];
-    for (int i = 0; i < 8; i++) {
+    /* Seven requests queue behind the busy instance: six of 1 row and one of 2 rows. */
+    call *c[7];
+    for (int i = 0; i < 7; i++) {
         c[i] = new_call(i == 5 ? 2 : 1, (float)i);
         assert_int_equal(sv_version_submit(v, &c[i]->r), 0);
     }
     sv_version_stats *s = sv_version_stats_of(v);
-    assert_int_equal(atomic_load(&s->queue_depth), 8);
+    assert_int_equal(atomic_load(&s->queue_depth), 7);
     open_gate();
-    for (int i = 0; i < 8; i++) wait_call(c[i]);
+    for (int i = 0; i < 7; i++) wait_call(c[i]);
     wait_call(first);
     assert_int_equal(atomic_load(&s->executions), 2);
-    assert_int_equal(atomic_load(&s->inferences), 10);
-    assert_int_equal(atomic_load(&s->batch_size.bucket[4]), 1); /* one batch of 9 (8 < n <= 16) */
+    assert_int_equal(atomic_load(&s->inferences), 9);
+    assert_int_equal(atomic_load(&s->batch_size.bucket[3]), 1); /* one batch of 8 (4 < n <= 8) */
     assert_int_equal(atomic_load(&s->queue_depth), 0);
-    assert_int_equal(atomic_load(&s->requests_ok), 9);
-    for (int i = 0; i < 8; i++) {
+    assert_int_equal(atomic_load(&s->requests_ok), 8);
+    for (int i = 0; i < 7; i++) {
         assert_int_equal(c[i]->r.http_status, 200);
         const ferry_value *y = c[i]->r.results[0];
         assert_int_equal(ferry_tensor_dims(y)[0], i == 5 ? 2 : 1);
         const float *d = ferry_tensor_cdata(y);
         for (int k = 0; k < ferry_tensor_count(y); k++) assert_true(d[k] == 2.0f * (float)i);
+        free_call(c[i]);
+    }
+
+    /* Batches keep to powers of two (kernels stay cached per shape): 7 queued run as 4, 2, 1
+     * when nothing else arrives. */
+    close_gate();
+    free_call(first);
+    first = new_call(1, 100);
+    first->block = 1;
+    assert_int_equal(sv_version_submit(v, &first->r), 0);
+    wait_blocked();
+    for (int i = 0; i < 7; i++) {
+        c[i] = new_call(1, (float)i);
+        assert_int_equal(sv_version_submit(v, &c[i]->r), 0);
+    }
+    open_gate();
+    for (int i = 0; i < 7; i++) wait_call(c[i]);
+    wait_call(first);
+    assert_int_equal(atomic_load(&s->executions), 2 + 4);
+    assert_int_equal(atomic_load(&s->batch_size.bucket[2]), 1); /* the 4 */
+    assert_int_equal(atomic_load(&s->batch_size.bucket[1]), 1); /* the 2 */
+    for (int i = 0; i < 7; i++) {
+        assert_int_equal(c[i]->r.http_status, 200);
+        assert_true(((const float *)ferry_tensor_cdata(c[i]->r.results[0]))[0] == 2.0f * (float)i);
         free_call(c[i]);
     }
     free_call(first);

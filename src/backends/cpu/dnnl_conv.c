@@ -299,6 +299,13 @@ static int64_t conv_macs(const conv_state *st, const conv_geom *g)
  * when the primitive wants their layout (or accepts it with the same implementation), else
  * with its own copy of the weights. e->ok stays 0 when oneDNN cannot, or would only run its
  * slow reference implementation (ferry's reference kernel then runs). */
+static bool weights_in_use(const conv_state *st)
+{
+    for (int i = 0; i < st->n_entries; i++)
+        if (st->entries[i]->w == st->w) return true;
+    return false;
+}
+
 static ferry_status conv_make(conv_state *st, const conv_geom *g, conv_entry *e)
 {
     int serial = conv_macs(st, g) < FY_DNNL_SERIAL_MACS;
@@ -316,6 +323,12 @@ static ferry_status conv_make(conv_state *st, const conv_geom *g, conv_entry *e)
         }
     }
     want = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    if (st->w && !fy_dnnl_md_equal(want, &st->w_md) && !weights_in_use(st)) {
+        /* The layout guessed at prepare time is not the one runs want, and no entry uses it:
+         * replace it rather than keep two copies of the weights (callers hold st->mu). */
+        free(st->w);
+        st->w = fy_dnnl_reorder_weights(pd, &st->w_onnx_md, st->w_onnx, &st->w_md);
+    }
     if (st->w && fy_dnnl_md_equal(want, &st->w_md)) {
         e->w = st->w;
     } else {
@@ -574,7 +587,7 @@ static ferry_status conv_run(fy_kernel *k)
     dnnl_memory_desc_t z_md;
     if (z) fy_dnnl_value_md(z, &z_md);
     if (rc == FERRY_OK && z && st->z_dies_here && z != x && z->refcount == 1 && z->buf &&
-        z->buf->refcount == 1 && z->buf->release && fy_dnnl_md_equal(&z_md, dst_md)) {
+        z->buf->refcount == 1 && !z->buf->borrowed && fy_dnnl_md_equal(&z_md, dst_md)) {
         /* nobody reads Z after this node and only the executor holds it: the sum post-op
          * adds into Z's own storage, which becomes the output */
         y = k->inputs[3];

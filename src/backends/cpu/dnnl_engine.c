@@ -241,8 +241,13 @@ static void dnnl_desc_release(void *p)
 {
     fy_dnnl_desc *d = p;
     if (!d) return;
-    fy_pool_unref(d->pool);
-    free(d);
+    if (!d->pool) {
+        free(d);
+        return;
+    }
+    fy_pool *pool = d->pool;
+    fy_pool_put(pool, d, sizeof *d);
+    fy_pool_unref(pool);
 }
 
 const fy_layout fy_dnnl_layout = {"dnnl", dnnl_to_plain, dnnl_desc_release};
@@ -256,7 +261,8 @@ ferry_status fy_dnnl_output(fy_kernel *k, int i, const dnnl_memory_desc_t *md, i
     int64_t n = (int64_t)((dnnl_memory_desc_get_size(md) + 3) / 4);
     fy_value *v;
     FY_CHECK(fy_tensor_new_pooled(k->pool, FERRY_DTYPE_F32, 1, &n, 0, &v));
-    fy_dnnl_desc *d = malloc(sizeof *d);
+    /* from the session's pool, like the tensor's own header: nothing allocated per run */
+    fy_dnnl_desc *d = k->pool ? fy_pool_take(k->pool, sizeof *d) : malloc(sizeof *d);
     if (!d) {
         fy_value_unref(v);
         return fy_kernel_error(k, FERRY_E_NOMEM, "out of memory");
