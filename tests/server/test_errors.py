@@ -173,25 +173,44 @@ def test_request_deadline_header_and_parameter_504(server):
 
 
 def test_cancelled_when_client_goes_away(server):
-    """Clients that hang up while their request is queued: the scheduler drops those requests
-    instead of running them (execution count), and the server keeps answering."""
-    def executions():
-        st = server.get("/v2/models/slow/stats").json()["model_stats"][0]
-        return st["execution_count"]
-    before = executions()
-    n = 12
-
-    def one(_):
-        try:
-            requests.post(server.url("/v2/models/slow/infer"), json=SLOW_BODY, timeout=0.03)
-        except requests.RequestException:
-            pass
-    with cf.ThreadPoolExecutor(n) as ex:
-        list(ex.map(one, range(n)))
+    """Clients that hang up while their request waits in the queue: the scheduler drops those
+    requests instead of running them (the v2 execution count shows what ran), and the server
+    keeps answering. Raw sockets, so the test knows the requests are queued before it closes
+    them."""
+    import socket
     import time
-    time.sleep(2 * SLOW)  # let whatever was not dropped finish
+
+    def executions():
+        return server.get("/v2/models/slow/stats").json()["model_stats"][0]["execution_count"]
+
+    def queued():
+        return sum(float(l.rsplit(" ", 1)[1]) for l in server.get("/metrics").text.splitlines()
+                   if l.startswith("ferry_queue_depth{") and 'model="slow"' in l)
+    before = executions()
+    n = 16
+    body = json.dumps(SLOW_BODY).encode()
+    req = (f"POST /v2/models/slow/infer HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+           f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+    socks = []
+    for _ in range(n):
+        c = socket.create_connection(("127.0.0.1", server.port))
+        c.sendall(req)
+        socks.append(c)
+    end = time.monotonic() + 10 * SLOW
+    while queued() < n // 2 and time.monotonic() < end:
+        time.sleep(0.005)
+    depth = queued()
+    assert depth >= n // 2, f"only {depth} requests queued"
+    for c in socks:
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")  # RST
+        c.close()
+    end = time.monotonic() + 10 * SLOW
+    while queued() > 0 and time.monotonic() < end:
+        time.sleep(0.05)
+    time.sleep(0.2 * SLOW)
     ran = executions() - before
-    assert ran <= n // 2, f"{ran} of {n} abandoned requests were still run"
+    assert ran <= n - depth + 2, \
+        f"{ran} of {n} requests ran although {depth} were still queued when their clients left"
     assert server.post("/v2/models/slow/infer", json=SLOW_BODY).status_code == 200
 
 

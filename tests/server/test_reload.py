@@ -175,9 +175,11 @@ def test_failed_version_never_replaces_serving_one(hot, models):
               "the failed load to show in the index")
         e = _index(server)[("m", "5")]
         assert e["state"] != "READY" and e["reason"], e
-        assert any(l.get("level") in ("error", "warn") and "version 5" in l.get("msg", "")
-                   for l in server.log_lines()), \
-            "the failed load is not in the JSON log:\n" + server.log()[-2000:]
+        try:
+            _wait(lambda: any(l.get("level") in ("error", "warn") and "version 5" in l.get("msg", "")
+                              for l in server.log_lines()), 5, "the failed load in the log")
+        except AssertionError:
+            raise AssertionError("the failed load is not in the JSON log:\n" + server.log()[-2000:])
         n = ham.ok
         _wait(lambda: ham.ok > n + 10, 30, "answers after the failed load")
         assert server.get("/v2/models/m/ready").status_code == 200
