@@ -208,15 +208,16 @@ class Server:
     """One `ferry serve` process. url(path) builds addresses; stop() sends SIGTERM and returns
     the exit code."""
 
-    def __init__(self, ferry, repo, workdir, args=(), ready_timeout=60.0):
+    def __init__(self, ferry, repo, workdir, args=(), ready_timeout=60.0, cwd=None):
         self.ferry, self.repo = ferry, repo
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = os.path.join(workdir, f"ferry-serve-{self.port}.log")
-        self.cmd = [ferry, "serve", "--repo", repo, "--host", "127.0.0.1",
+        self.cmd = [ferry, "serve", *(["--repo", repo] if repo else []), "--host", "127.0.0.1",
                     "--port", str(self.port), *args]
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT,
+                                     cwd=cwd)
         self.session = requests.Session()
         self._wait_ready(ready_timeout * SLOW)
 
@@ -293,8 +294,8 @@ def start_server(ferry_bin, tmp_path_factory, request):
     started = []
     workdir = str(tmp_path_factory.mktemp("logs"))
 
-    def start(repo, *args, ready_timeout=60.0):
-        s = Server(ferry_bin, str(repo), workdir, args, ready_timeout)
+    def start(repo, *args, ready_timeout=60.0, cwd=None):
+        s = Server(ferry_bin, str(repo) if repo else None, workdir, args, ready_timeout, cwd)
         started.append(s)
         return s
 

@@ -47,3 +47,33 @@ def test_sigterm_drains_in_flight_requests(start_server, models, tmp_path):
         raise AssertionError("still accepting connections after exit")
     except requests.ConnectionError:
         pass
+
+
+def test_default_repository_and_config_file(start_server, tmp_path):
+    """No --repo: the bundled example repository (run from the source tree); --config FILE
+    supplies settings (here a 1 MiB body limit and the log level)."""
+    import json
+    import numpy as np
+    from conftest import EXAMPLES, ROOT
+    cfg = tmp_path / "serve.json"
+    cfg.write_text(json.dumps({"max_body_mb": 1, "log_level": "debug"}))
+    server = start_server(None, "--config", str(cfg), cwd=ROOT)
+    assert server.get("/v2/models/fashion-mnist/ready").status_code == 200
+    x = np.load(os.path.join(EXAMPLES, "ankle-boot.npy")).astype(np.float32).reshape(1, 784)
+    r = server.post("/v2/models/fashion-mnist/infer", json={"inputs": [
+        {"name": "input", "shape": [1, 784], "datatype": "FP32", "data": x.ravel().tolist()}]})
+    assert r.status_code == 200, r.text
+    assert int(np.argmax(r.json()["outputs"][0]["data"])) == 9  # ankle boot
+    big = b'{"inputs": [' + b" " * (2 << 20) + b"]}"
+    assert server.post("/v2/models/fashion-mnist/infer", data=big).status_code == 413
+    assert any(l.get("level") == "debug" for l in server.log_lines()), "log_level from --config"
+
+
+def test_bad_usage_exit_codes(ferry_bin, tmp_path):
+    import subprocess
+    for args in (["--repo", str(tmp_path / "nosuch")], ["--port", "notaport"],
+                 ["--log-level", "loud"], ["--max-body-mb", "-1"]):
+        p = subprocess.run([ferry_bin, "serve", "--port", "1", *args], capture_output=True,
+                           timeout=60 * SLOW)
+        assert p.returncode == 2, (args, p.returncode, p.stderr.decode()[-500:])
+        assert p.stderr, args
