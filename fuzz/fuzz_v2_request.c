@@ -11,15 +11,29 @@ static const int64_t dims_a[] = {-1, 4}, dims_b[] = {-1}, dims_d[] = {2, 2};
 static ferry_io_info inputs[] = {
     {.name = "a", .kind = FERRY_VALUE_TENSOR, .dtype = FERRY_DTYPE_F32, .rank = 2, .dims = dims_a},
     {.name = "b", .kind = FERRY_VALUE_TENSOR, .dtype = FERRY_DTYPE_I64, .rank = 1, .dims = dims_b},
-    {.name = "c", .kind = FERRY_VALUE_TENSOR, .dtype = FERRY_DTYPE_STRING, .rank = 1, .dims = dims_b, .optional = 1},
-    {.name = "d", .kind = FERRY_VALUE_TENSOR, .dtype = FERRY_DTYPE_BOOL, .rank = 2, .dims = dims_d, .optional = 1},
+    {.name = "c",
+     .kind = FERRY_VALUE_TENSOR,
+     .dtype = FERRY_DTYPE_STRING,
+     .rank = 1,
+     .dims = dims_b,
+     .optional = 1},
+    {.name = "d",
+     .kind = FERRY_VALUE_TENSOR,
+     .dtype = FERRY_DTYPE_BOOL,
+     .rank = 2,
+     .dims = dims_d,
+     .optional = 1},
     {.name = "e", .kind = FERRY_VALUE_TENSOR, .dtype = FERRY_DTYPE_F16, .rank = -1, .optional = 1},
     {.name = "f", .kind = FERRY_VALUE_TENSOR, .dtype = FERRY_DTYPE_F64, .rank = -1, .optional = 1},
     {.name = "g", .kind = FERRY_VALUE_TENSOR, .dtype = FERRY_DTYPE_U8, .rank = -1, .optional = 1},
 };
 static ferry_io_info outputs[] = {
     {.name = "a", .kind = FERRY_VALUE_TENSOR, .dtype = FERRY_DTYPE_F32, .rank = 2, .dims = dims_a},
-    {.name = "c_bytes", .kind = FERRY_VALUE_TENSOR, .dtype = FERRY_DTYPE_STRING, .rank = 1, .dims = dims_b},
+    {.name = "c_bytes",
+     .kind = FERRY_VALUE_TENSOR,
+     .dtype = FERRY_DTYPE_STRING,
+     .rank = 1,
+     .dims = dims_b},
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -43,8 +57,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* Encode the inputs back as if they were the outputs. */
         sv_buf out = {0};
         int64_t json_len;
-        if (mode == 2) sv_tfs_encode(&out, &d, d.n_inputs, d.input_names, d.inputs);
-        else sv_v2_encode(&out, "m", 1, &d, d.n_inputs, d.input_names, d.inputs, &json_len);
+        if (mode == 2)
+            sv_tfs_encode(&out, &d, d.n_inputs, d.input_names, d.inputs);
+        else
+            sv_v2_encode(&out, "m", 1, &d, d.n_inputs, d.input_names, d.inputs, &json_len);
         sv_buf_free(&out);
     }
     if (rc != 0 && !err[0]) abort(); /* every rejection must say why */

@@ -12,29 +12,28 @@
 
 static void help(FILE *f)
 {
-    fprintf(f,
-            "usage: ferry serve [--repo DIR] [--host ADDR] [--port N] [--threads N]\n"
-            "                   [--config FILE] [--log-level debug|info|warn|error]\n"
-            "                   [--max-body-mb N] [--poll-seconds S] [--session-threads N]\n\n"
-            "Serves the ONNX models of a repository (DIR/NAME/N/model.onnx, optional\n"
-            "DIR/NAME/config.json) over HTTP: KServe v2 (/v2/...), TF Serving (/v1/...) and\n"
-            "Prometheus metrics (/metrics). Without --repo it serves the bundled example\n"
-            "repository ./" BUNDLED_REPO " (run it from ferry's source tree).\n\n"
-            "  --host ADDR          address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
-            "  --port N             port (default 8000)\n"
-            "  --threads N          HTTP threads (default: one per core)\n"
-            "  --config FILE        JSON with any of repo, host, port, threads, log_level,\n"
-            "                       max_body_mb, poll_seconds, session_threads (flags win)\n"
-            "  --log-level L        JSON log lines on stderr at L and above (default info;\n"
-            "                       debug adds one line per request)\n"
-            "  --max-body-mb N      larger request bodies get 413 (default 64)\n"
-            "  --poll-seconds S     rescan the repository every S seconds (default 2; 0 = only\n"
-            "                       on SIGHUP)\n"
-            "  --session-threads N  threads per model run (default: ferry's)\n\n"
-            "SIGHUP rescans the repository; SIGTERM or SIGINT stops accepting connections,\n"
-            "finishes the requests in flight and exits 0. See docs/serving.md.\n"
-            "Exit code 0 after a clean stop, 2 on bad usage or an unusable repository or port,\n"
-            "3 on an internal error.\n");
+    fprintf(f, "usage: ferry serve [--repo DIR] [--host ADDR] [--port N] [--threads N]\n"
+               "                   [--config FILE] [--log-level debug|info|warn|error]\n"
+               "                   [--max-body-mb N] [--poll-seconds S] [--session-threads N]\n\n"
+               "Serves the ONNX models of a repository (DIR/NAME/N/model.onnx, optional\n"
+               "DIR/NAME/config.json) over HTTP: KServe v2 (/v2/...), TF Serving (/v1/...) and\n"
+               "Prometheus metrics (/metrics). Without --repo it serves the bundled example\n"
+               "repository ./" BUNDLED_REPO " (run it from ferry's source tree).\n\n"
+               "  --host ADDR          address to listen on (default 127.0.0.1; 0.0.0.0 for all)\n"
+               "  --port N             port (default 8000)\n"
+               "  --threads N          HTTP threads (default: one per core)\n"
+               "  --config FILE        JSON with any of repo, host, port, threads, log_level,\n"
+               "                       max_body_mb, poll_seconds, session_threads (flags win)\n"
+               "  --log-level L        JSON log lines on stderr at L and above (default info;\n"
+               "                       debug adds one line per request)\n"
+               "  --max-body-mb N      larger request bodies get 413 (default 64)\n"
+               "  --poll-seconds S     rescan the repository every S seconds (default 2; 0 = only\n"
+               "                       on SIGHUP)\n"
+               "  --session-threads N  threads per model run (default: ferry's)\n\n"
+               "SIGHUP rescans the repository; SIGTERM or SIGINT stops accepting connections,\n"
+               "finishes the requests in flight and exits 0. See docs/serving.md.\n"
+               "Exit code 0 after a clean stop, 2 on bad usage or an unusable repository or port,\n"
+               "3 on an internal error.\n");
 }
 
 static int usage_error(const char *fmt, ...)
@@ -89,9 +88,11 @@ int cmd_serve(int argc, char **argv)
                 return usage_error("--threads must be 1..256, not \"%s\"", v);
         } else if (strcmp(a, "--session-threads") == 0) {
             if ((o.session_threads = cli_parse_int(v)) < 0)
-                return usage_error("--session-threads must be a non-negative integer, not \"%s\"", v);
+                return usage_error("--session-threads must be a non-negative integer, not \"%s\"",
+                                   v);
         } else if (strcmp(a, "--max-body-mb") == 0) {
-            if (parse_positive_double(v, &o.max_body_mb) || o.max_body_mb <= 0 || o.max_body_mb > 4096)
+            if (parse_positive_double(v, &o.max_body_mb) || o.max_body_mb <= 0 ||
+                o.max_body_mb > 4096)
                 return usage_error("--max-body-mb must be a number in (0, 4096], not \"%s\"", v);
         } else if (strcmp(a, "--poll-seconds") == 0) {
             if (parse_positive_double(v, &o.poll_seconds))

@@ -2,6 +2,7 @@
  * that Conv and the recurrent ops share, kept behind one function so a backend can replace it. */
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,43 @@ static void *alloc_aligned(size_t n)
 {
     size_t sz = (n + 63) / 64 * 64;
     return aligned_alloc(64, sz ? sz : 64);
+}
+
+/* GEMM packing buffers are kept per thread and only grow: small GEMMs run many times per
+ * inference (one per attention head), and allocating their panels each time would cost more
+ * than some of them. A key destructor frees them when a thread ends. */
+enum { PACK_B, PACK_A, PACK_EDGE, PACK_KINDS };
+typedef struct pack_cache {
+    float *buf[PACK_KINDS];
+    size_t size[PACK_KINDS];
+} pack_cache;
+
+static pthread_key_t pack_key;
+static pthread_once_t pack_once = PTHREAD_ONCE_INIT;
+
+static void pack_cache_free(void *p)
+{
+    pack_cache *c = p;
+    for (int i = 0; i < PACK_KINDS; i++) free(c->buf[i]);
+    free(c);
+}
+
+static void pack_key_make(void) { pthread_key_create(&pack_key, pack_cache_free); }
+
+static float *pack_buffer(int kind, size_t floats)
+{
+    pthread_once(&pack_once, pack_key_make);
+    pack_cache *c = pthread_getspecific(pack_key);
+    if (!c) {
+        if (!(c = calloc(1, sizeof *c))) return NULL;
+        pthread_setspecific(pack_key, c);
+    }
+    if (c->size[kind] < floats) {
+        free(c->buf[kind]);
+        c->buf[kind] = alloc_aligned(sizeof(float) * floats);
+        c->size[kind] = c->buf[kind] ? floats : 0;
+    }
+    return c->buf[kind];
 }
 
 /* C[0:mr, 0:nr] += A[0:6, 0:kc] * Bpanel, A(i, p) at a[i*rs + p*cs]. Rows of A beyond mr must
@@ -346,9 +384,9 @@ ferry_status fy_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, f
 
 #pragma omp parallel if (par && nstrips > 1)
     {
-        float *Bp = alloc_aligned(sizeof(float) * (size_t)(kcmax * ncmax));
-        float *Ap = alpha != 1.0f ? alloc_aligned(sizeof(float) * GEMM_MC * (size_t)kcmax) : NULL;
-        float *edge = alloc_aligned(sizeof(float) * GEMM_MR * (size_t)kcmax);
+        float *Bp = pack_buffer(PACK_B, (size_t)(kcmax * ncmax));
+        float *Ap = alpha != 1.0f ? pack_buffer(PACK_A, GEMM_MC * (size_t)kcmax) : NULL;
+        float *edge = pack_buffer(PACK_EDGE, GEMM_MR * (size_t)kcmax);
         int ok = Bp && edge && (alpha == 1.0f || Ap);
         if (!ok) __atomic_store_n(&failed, 1, __ATOMIC_RELAXED);
 #pragma omp for schedule(dynamic, 1)
@@ -359,7 +397,6 @@ ferry_status fy_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, f
             sgemm_strip(m, n, K, alpha, A + i0 * ars, ars, acs, B + j0 * bcs, brs, bcs, beta,
                         C + i0 * ldc + j0, ldc, Bp, Ap, edge, macro);
         }
-        free(Bp), free(Ap), free(edge);
     }
     if (failed)
         return fy_error(FERRY_E_NOMEM, "out of memory packing a %lldx%lldx%lld GEMM", (long long)M,

@@ -15,6 +15,9 @@
 ferry_status fy_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
                       const float *A, int64_t lda, const float *B, int64_t ldb, float beta,
                       float *C, int64_t ldc);
+/* Softmax of each of `rows` contiguous rows of n floats, in place (the Softmax kernel's own
+ * vectorized row loop; the fused attention kernel shares it). */
+void fy_softmax_rows_f32(float *x, int64_t rows, int64_t n);
 /* The same in double precision (a plain blocked loop: float64 models are rare). */
 ferry_status fy_dgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, double alpha,
                       const double *A, int64_t lda, const double *B, int64_t ldb, double beta,

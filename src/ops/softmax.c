@@ -112,6 +112,11 @@ enum { SOFTMAX, LOG_SOFTMAX, HARDMAX };
 SOFTMAX_IMPL(float, fy_ew_expf, logf)
 SOFTMAX_IMPL(double, exp, log)
 
+void fy_softmax_rows_f32(float *x, int64_t rows, int64_t n)
+{
+    for (int64_t r = 0; r < rows; r++) row_float(x + r * n, x + r * n, n, SOFTMAX);
+}
+
 static ferry_status softmax_like(fy_kernel *k, int mode)
 {
     const fy_value *x;

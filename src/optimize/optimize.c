@@ -1,6 +1,6 @@
 /* optimize.c — the pass pipeline run on every model at load: BASIC cleanup and folding until
- * nothing changes, then EXTENDED (Conv/Gemm fusions) and ALL (LayerNorm, GELU) rewrites, in
- * every graph of the model. The passes themselves live in fold.c, fuse_conv.c and
+ * nothing changes, then EXTENDED (Conv/Gemm fusions), ALL (LayerNorm, GELU) and RUNTIME
+ * (attention) rewrites, in every graph of the model. The passes themselves live in fold.c, fuse_conv.c and
  * fuse_transformer.c; graph_edit.c keeps the IR consistent between them. */
 #include "optimize/passes.h"
 
@@ -104,6 +104,8 @@ static ferry_status run_levels(fy_rewrite *rw, fy_opt_level level, bool main_gra
     if (level < FY_OPT_ALL) return FERRY_OK;
     FY_CHECK(repeat(rw, fy_pass_fuse_layernorm));
     FY_CHECK(repeat(rw, fy_pass_fuse_gelu));
+    if (level < FY_OPT_RUNTIME) return FERRY_OK;
+    FY_CHECK(repeat(rw, fy_pass_fuse_attention));
     return FERRY_OK;
 }
 

@@ -24,4 +24,7 @@ int fy_pass_fuse_gemm_activation(fy_rewrite *rw);
 int fy_pass_fuse_layernorm(fy_rewrite *rw);
 int fy_pass_fuse_gelu(fy_rewrite *rw);
 
+/* fuse_attention.c (RUNTIME) */
+int fy_pass_fuse_attention(fy_rewrite *rw);
+
 #endif

@@ -9,7 +9,9 @@ typedef enum fy_opt_level {
     FY_OPT_NONE = 0,
     FY_OPT_BASIC = 1,    /* constant folding, Identity/Dropout removal, shape-subgraph folding */
     FY_OPT_EXTENDED = 2, /* + Conv/BN folding, Conv/Gemm + activation / Add fusion, MatMul+Add */
-    FY_OPT_ALL = 3,      /* + LayerNorm, GELU and attention pattern fusion */
+    FY_OPT_ALL = 3,      /* + LayerNorm and GELU pattern fusion */
+    FY_OPT_RUNTIME = 4,  /* + rewrites into ops only ferry runs (attention): for loading, never
+                          * for writing a model out */
 } fy_opt_level;
 
 /* Rewrite every graph of the model (subgraphs included) at the given level. On failure the

@@ -16,7 +16,7 @@ int fy_flops_kind(const fy_node *n)
         {"ConvTranspose", FY_FLOPS_CONV_TRANSPOSE},
         {"MatMul", FY_FLOPS_MATMUL},       {"MatMulInteger", FY_FLOPS_MATMUL},
         {"Gemm", FY_FLOPS_GEMM},           {"FusedGemm", FY_FLOPS_GEMM},
-        {"QLinearMatMul", FY_FLOPS_MATMUL},
+        {"QLinearMatMul", FY_FLOPS_MATMUL}, {"FusedAttention", FY_FLOPS_ATTENTION},
     };
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         if (strcmp(n->op_type, kinds[i].op) == 0) return kinds[i].kind;
@@ -48,6 +48,12 @@ double fy_node_flops(const fy_node *n, fy_value *const *in, fy_value *const *out
         const fy_attr *ta = fy_node_attr(n, "transA");
         int k_axis = ta && ta->i && a->rank == 2 ? 0 : a->rank - 1;
         return a->rank >= 1 ? 2.0 * (double)y->count * (double)a->dims[k_axis] : 0;
+    }
+    case FY_FLOPS_ATTENTION: { /* Q·Kᵀ and P·V: 2·N·Sq·Sk·(D + Dv), Sk = |K| / (N·D) */
+        const fy_attr *sf = fy_node_attr(n, "q_seq_first");
+        double heads = (double)a->dims[sf && sf->i ? 1 : 0], d = (double)a->dims[2];
+        double keys = heads * d > 0 ? (double)w->count / (heads * d) : 0;
+        return 2.0 * keys * ((double)a->count + (double)y->count);
     }
     case FY_FLOPS_MATMUL: return a->rank >= 1 ? 2.0 * (double)y->count * (double)a->dims[a->rank - 1] : 0;
     default: return 0;

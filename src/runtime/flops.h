@@ -11,6 +11,7 @@ enum {
     FY_FLOPS_CONV_TRANSPOSE,
     FY_FLOPS_MATMUL,
     FY_FLOPS_GEMM,
+    FY_FLOPS_ATTENTION,
 };
 
 /* How a node's FLOPs are counted (one of the values above); set on each node at bind time. */

@@ -58,7 +58,7 @@ static ferry_status load_bytes(const void *data, size_t size, const char *base_d
     ferry_status rc = fy_model_decode(data, size, base_dir, &m);
     if (drop) drop(drop_ctx);
     if (rc != FERRY_OK) return rc;
-    rc = fy_optimize_model(m, (flags & FERRY_LOAD_NO_OPTIMIZE) ? FY_OPT_NONE : FY_OPT_ALL);
+    rc = fy_optimize_model(m, (flags & FERRY_LOAD_NO_OPTIMIZE) ? FY_OPT_NONE : FY_OPT_RUNTIME);
     if (rc == FERRY_OK) rc = bind_graph(m, m->graph);
     if (rc == FERRY_OK && m->missing_ops && !(flags & FERRY_LOAD_ALLOW_UNSUPPORTED))
         rc = fy_error(FERRY_E_UNSUPPORTED, "unsupported ops:\n%s", m->missing_ops);

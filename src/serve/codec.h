@@ -43,17 +43,17 @@ int sv_fill_part(const sj_val *data, ferry_value *t, int64_t from, int64_t n, ch
 
 /* A decoded inference request. Arrays live in the arena; values are owned by the caller. */
 typedef struct sv_decoded {
-    const char *id;            /* v2 "id" or NULL */
+    const char *id; /* v2 "id" or NULL */
     size_t id_len;
     int n_inputs;
-    const char **input_names;  /* the model's own name strings (stable while it is loaded) */
+    const char **input_names; /* the model's own name strings (stable while it is loaded) */
     ferry_value **inputs;
-    int n_outputs;             /* 0 = all */
+    int n_outputs; /* 0 = all */
     const char **output_names;
-    uint8_t *output_binary;    /* per requested output: answer in the binary section */
-    int binary_default;        /* request parameters.binary_data_output */
-    double timeout_s;          /* parameters.timeout (us) converted; 0 = none */
-    int tfs_columnar;          /* TF Serving: 1 = "inputs" (answer "outputs") */
+    uint8_t *output_binary; /* per requested output: answer in the binary section */
+    int binary_default;     /* request parameters.binary_data_output */
+    double timeout_s;       /* parameters.timeout (us) converted; 0 = none */
+    int tfs_columnar;       /* TF Serving: 1 = "inputs" (answer "outputs") */
 } sv_decoded;
 
 /* Frees the values a (possibly partial) decode created. */
@@ -70,8 +70,8 @@ void sv_v2_encode(sv_buf *out, const char *model, int64_t version, const sv_deco
                   int64_t *json_len);
 
 /* TF Serving :predict body ("instances" or "inputs"). Returns 0 or 400 with err. */
-int sv_tfs_decode(sv_arena *a, char *body, size_t len, const sv_sig *sig, sv_decoded *d,
-                  char *err, size_t errlen);
+int sv_tfs_decode(sv_arena *a, char *body, size_t len, const sv_sig *sig, sv_decoded *d, char *err,
+                  size_t errlen);
 /* "predictions" (row) or "outputs" (columnar) as TF Serving writes them. */
 void sv_tfs_encode(sv_buf *out, const sv_decoded *d, int n_results, const char *const *names,
                    ferry_value *const *results);

@@ -1,9 +1,12 @@
 /* http.c — the request life cycle of ferry serve on libmicrohttpd: body accumulation with a size
  * limit, the route table, one place that turns a status into a reply (JSON error body, request
  * id, Retry-After), and suspend/resume around the scheduler so HTTP threads never wait. */
+#define _GNU_SOURCE /* POLLRDHUP */
 #include "serve/http.h"
 
 #include <microhttpd.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,12 +71,14 @@ static int match(const char *pat, const char *url, sv_http *h)
             char which = pat[1];
             pat += 3;
             const char *s = url;
-            while (*url && *url != '/' && *url != ':') url++;
+            while (*url && *url != '/' && *url != ':')
+                url++;
             size_t n = (size_t)(url - s);
             if (n == 0) return 0;
             char *dst = which == 'm' ? h->model : which == 'l' ? h->label_buf : vbuf;
-            size_t cap = which == 'm' ? sizeof(h->model) : which == 'l' ? sizeof(h->label_buf)
-                                                                        : sizeof(vbuf);
+            size_t cap = which == 'm'   ? sizeof(h->model)
+                         : which == 'l' ? sizeof(h->label_buf)
+                                        : sizeof(vbuf);
             if (n >= cap) return *pat == *url || (!*pat && !*url) ? -1 : 0;
             memcpy(dst, s, n);
             dst[n] = '\0';
@@ -133,8 +138,8 @@ const char *sv_http_header(sv_http *h, const char *name)
 sv_version *sv_http_acquire(sv_http *h, int *status)
 {
     char err[512];
-    sv_version *v = sv_manager_acquire(h->srv->manager, h->model, h->version, h->label, status,
-                                       err, sizeof(err));
+    sv_version *v = sv_manager_acquire(h->srv->manager, h->model, h->version, h->label, status, err,
+                                       sizeof(err));
     if (!v) sv_http_error(h, *status, "%s", err);
     return v;
 }
@@ -154,10 +159,118 @@ static void unref_http(sv_http *h)
     if (atomic_fetch_sub(&h->refs, 1) == 1) free_http(h);
 }
 
+/* ---- disconnect watcher -------------------------------------------------------------------- */
+
+static pthread_mutex_t watch_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t watch_cv = PTHREAD_COND_INITIALIZER;
+static sv_http *watch_head;
+static int watch_count, watch_running, watch_stop;
+static pthread_t watch_thread;
+
+static void watch_add(sv_http *h)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(h->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return;
+    pthread_mutex_lock(&watch_mu);
+    if (watch_running) {
+        h->fd = ci->connect_fd;
+        h->watched = 1;
+        h->watch_prev = NULL;
+        h->watch_next = watch_head;
+        if (watch_head) watch_head->watch_prev = h;
+        watch_head = h;
+        if (watch_count++ == 0) pthread_cond_signal(&watch_cv);
+    }
+    pthread_mutex_unlock(&watch_mu);
+}
+
+/* Called before the connection is resumed or h freed, so the watcher never sees a stale h. */
+static void watch_remove(sv_http *h)
+{
+    pthread_mutex_lock(&watch_mu);
+    if (h->watched) {
+        if (h->watch_prev)
+            h->watch_prev->watch_next = h->watch_next;
+        else
+            watch_head = h->watch_next;
+        if (h->watch_next) h->watch_next->watch_prev = h->watch_prev;
+        h->watched = 0;
+        watch_count--;
+    }
+    pthread_mutex_unlock(&watch_mu);
+}
+
+static void *watch_main(void *arg)
+{
+    (void)arg;
+    struct pollfd *fds = NULL;
+    sv_http **hs = NULL;
+    int cap = 0;
+    pthread_mutex_lock(&watch_mu);
+    while (!watch_stop) {
+        if (!watch_count) {
+            pthread_cond_wait(&watch_cv, &watch_mu);
+            continue;
+        }
+        if (watch_count > cap) {
+            int ncap = watch_count * 2;
+            struct pollfd *nf = realloc(fds, sizeof(*fds) * (size_t)ncap);
+            if (nf) fds = nf;
+            sv_http **nh = realloc(hs, sizeof(*hs) * (size_t)ncap);
+            if (nh) hs = nh;
+            if (nf && nh) cap = ncap;
+        }
+        int n = 0;
+        for (sv_http *h = watch_head; h && n < cap; h = h->watch_next) {
+            fds[n].fd = h->fd;
+            fds[n].events = POLLRDHUP;
+            fds[n].revents = 0;
+            hs[n++] = h;
+        }
+        /* A zero timeout under the lock: entries cannot leave while we look at them. */
+        if (n && poll(fds, (nfds_t)n, 0) > 0) {
+            for (int i = 0; i < n; i++)
+                if (fds[i].revents & (POLLRDHUP | POLLHUP | POLLERR))
+                    atomic_store(&hs[i]->req.cancelled, 1);
+        }
+        pthread_mutex_unlock(&watch_mu);
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&watch_mu);
+    }
+    pthread_mutex_unlock(&watch_mu);
+    free(fds);
+    free(hs);
+    return NULL;
+}
+
+int sv_http_watcher_start(void)
+{
+    pthread_mutex_lock(&watch_mu);
+    watch_stop = 0;
+    int rc = pthread_create(&watch_thread, NULL, watch_main, NULL);
+    watch_running = rc == 0;
+    pthread_mutex_unlock(&watch_mu);
+    return rc == 0 ? 0 : -1;
+}
+
+void sv_http_watcher_stop(void)
+{
+    pthread_mutex_lock(&watch_mu);
+    int running = watch_running;
+    watch_running = 0;
+    watch_stop = 1;
+    pthread_cond_signal(&watch_cv);
+    pthread_mutex_unlock(&watch_mu);
+    if (running) pthread_join(watch_thread, NULL);
+}
+
 /* Scheduler thread: the answer is in h->req. Wake the connection; its HTTP thread renders. */
 static void on_done(sv_request *r)
 {
     sv_http *h = r->ctx;
+    watch_remove(h);
     if (atomic_fetch_sub(&h->refs, 1) == 1) {
         free_http(h); /* the connection went away while we were queued */
         return;
@@ -173,6 +286,7 @@ int sv_http_begin_async(sv_http *h, int (*finish)(sv_http *h))
     h->async = 1;
     atomic_fetch_add(&h->refs, 1);
     MHD_suspend_connection(h->conn);
+    watch_add(h);
     return SV_ASYNC;
 }
 
@@ -186,6 +300,7 @@ int sv_http_submit(sv_http *h, sv_version *v, int (*finish)(sv_http *h))
     sv_http_begin_async(h, finish);
     if (sv_version_submit(v, &h->req) != 0) {
         /* Rejected synchronously (queue full or invalid input): done() will not come. */
+        watch_remove(h);
         atomic_fetch_sub(&h->refs, 1);
         if (!h->req.http_status || h->req.http_status == 200) h->req.http_status = 503;
         MHD_resume_connection(h->conn);
@@ -268,15 +383,19 @@ static enum MHD_Result respond(sv_http *h, int status)
 static int dispatch(sv_http *h)
 {
     if (h->too_large)
-        return sv_http_error(h, 413, "request body is larger than the limit of %zu bytes "
-                                     "(ferry serve --max-body-mb)", h->srv->max_body);
+        return sv_http_error(h, 413,
+                             "request body is larger than the limit of %zu bytes "
+                             "(ferry serve --max-body-mb)",
+                             h->srv->max_body);
     int path_matched = 0;
     for (int i = 0; i < N_ROUTES; i++) {
         int m = match(routes[i].pattern, h->url, h);
         if (m == 0) continue;
         if (m < 0)
-            return sv_http_error(h, 400, "bad path %s: names are limited to 255 bytes and "
-                                         "versions are positive integers", h->url);
+            return sv_http_error(h, 400,
+                                 "bad path %s: names are limited to 255 bytes and "
+                                 "versions are positive integers",
+                                 h->url);
         path_matched = 1;
         if (!(routes[i].method & h->method)) continue;
         h->route = i;
@@ -284,7 +403,8 @@ static int dispatch(sv_http *h)
         return routes[i].fn(h);
     }
     h->model[0] = '\0';
-    if (path_matched) return sv_http_error(h, 405, "method %s not allowed on %s", h->method_name, h->url);
+    if (path_matched)
+        return sv_http_error(h, 405, "method %s not allowed on %s", h->method_name, h->url);
     return sv_http_error(h, 404, "no endpoint %s %s", h->method_name, h->url);
 }
 
@@ -333,8 +453,8 @@ enum MHD_Result sv_http_access(void *cls, struct MHD_Connection *c, const char *
             h->retry_after = 1;
             return respond(h, sv_http_error(h, 503, "server is shutting down"));
         }
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        const char *cl =
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl) {
             unsigned long long n = strtoull(cl, NULL, 10);
             if (n > srv->max_body) {
@@ -360,7 +480,8 @@ enum MHD_Result sv_http_access(void *cls, struct MHD_Connection *c, const char *
         }
         if (h->body_len + n + 1 > h->body_cap) {
             size_t cap = h->body_cap ? h->body_cap : 4096;
-            while (cap < h->body_len + n + 1) cap *= 2;
+            while (cap < h->body_len + n + 1)
+                cap *= 2;
             char *p = realloc(h->body, cap);
             if (!p) return MHD_NO;
             h->body = p;
@@ -386,8 +507,9 @@ enum MHD_Result sv_http_access(void *cls, struct MHD_Connection *c, const char *
     if (h->async == 2) return MHD_NO; /* answered already; should not be called again */
     if (h->body) h->body[h->body_len] = '\0';
     if (parse_timeout(h) != 0)
-        return respond(h, sv_http_error(h, 400, "X-Request-Timeout-Ms must be a positive number "
-                                                "of milliseconds"));
+        return respond(h, sv_http_error(h, 400,
+                                        "X-Request-Timeout-Ms must be a positive number "
+                                        "of milliseconds"));
     int status = dispatch(h);
     if (status == SV_ASYNC) return MHD_YES;
     return respond(h, status);

@@ -15,16 +15,15 @@
 #include "serve/json.h"
 #include "serve/manager.h"
 
-
 enum { SV_GET = 1, SV_POST = 2, SV_OTHER = 4 };
 
 /* What server.c shares with the handlers. */
 typedef struct sv_server {
     sv_manager *manager;
-    size_t max_body;         /* bytes; larger bodies get 413 */
+    size_t max_body;          /* bytes; larger bodies get 413 */
     _Atomic int64_t inflight; /* requests between their first byte and their response */
-    _Atomic int draining;    /* SIGTERM received: /v2/health/ready answers 503 */
-    double started;          /* CLOCK_MONOTONIC at start */
+    _Atomic int draining;     /* SIGTERM received: /v2/health/ready answers 503 */
+    double started;           /* CLOCK_MONOTONIC at start */
 } sv_server;
 
 /* A handler returns an HTTP status with h->out filled, or SV_ASYNC after sv_http_submit. */
@@ -50,20 +49,23 @@ struct sv_http {
     char *body;
     size_t body_len, body_cap;
     int too_large;
-    int64_t header_len;    /* Inference-Header-Content-Length, -1 when absent */
-    double t_start;        /* CLOCK_MONOTONIC */
-    double deadline;       /* from X-Request-Timeout-Ms, CLOCK_MONOTONIC; 0 = none */
-    char rid[72];          /* request id (X-Request-Id echoed when sane, else generated) */
-    sv_arena arena;        /* parse trees and other per-request scratch */
+    int64_t header_len; /* Inference-Header-Content-Length, -1 when absent */
+    double t_start;     /* CLOCK_MONOTONIC */
+    double deadline;    /* from X-Request-Timeout-Ms, CLOCK_MONOTONIC; 0 = none */
+    char rid[72];       /* request id (X-Request-Id echoed when sane, else generated) */
+    sv_arena arena;     /* parse trees and other per-request scratch */
 
     /* Inference in flight (sv_http_submit). refs: the connection + the scheduler. */
     _Atomic int refs;
-    int async;             /* 1 while suspended; 2 once done() resumed us */
+    int async; /* 1 while suspended; 2 once done() resumed us */
     sv_request req;
-    sv_version *ver;       /* acquired version, released when the request ends */
-    int (*finish)(sv_http *h); /* renders the answer after done(), on an HTTP thread */
-    void *proto;           /* protocol state between submit and finish (arena memory) */
-    int is_infer;          /* count in ferry_requests_total */
+    sv_version *ver;                  /* acquired version, released when the request ends */
+    int (*finish)(sv_http *h);        /* renders the answer after done(), on an HTTP thread */
+    void *proto;                      /* protocol state between submit and finish (arena memory) */
+    int is_infer;                     /* count in ferry_requests_total */
+    sv_http *watch_prev, *watch_next; /* on the disconnect watcher's list while suspended */
+    int watched;
+    int fd;
 
     /* Response. */
     sv_buf out;
@@ -75,7 +77,8 @@ struct sv_http {
 /* ---- helpers for handlers ------------------------------------------------------------------ */
 
 /* Writes {"error": "<message>"} into h->out and returns status. */
-int sv_http_error(sv_http *h, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int sv_http_error(sv_http *h, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Dumps j (stolen) into h->out as compact JSON; returns status. */
 int sv_http_json(sv_http *h, int status, json_t *j);
 /* Acquires the version the route captures address; on failure fills the error reply and
@@ -101,6 +104,12 @@ enum MHD_Result sv_http_access(void *cls, struct MHD_Connection *c, const char *
                                size_t *upload_data_size, void **con_cls);
 void sv_http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                        enum MHD_RequestTerminationCode toe);
+
+/* The disconnect watcher: libmicrohttpd does not watch suspended connections, so a thread polls
+ * the sockets of queued requests (every 10 ms while there are any) and sets r->cancelled when
+ * the client has gone, letting the scheduler drop the request instead of running it. */
+int sv_http_watcher_start(void);
+void sv_http_watcher_stop(void);
 
 /* ---- handlers (v2.c, tfs.c, metrics.c) ----------------------------------------------------- */
 

@@ -4,6 +4,7 @@
 #include "serve/json.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,14 +18,42 @@ struct sv_arena_block {
     _Alignas(16) unsigned char data[];
 };
 
+/* Each thread keeps one first-size block between requests, so a typical request body is parsed
+ * without touching malloc (HTTP threads live as long as the server). A thread-specific key, not
+ * _Thread_local, so the block is freed when its thread exits. */
+enum { FIRST_BLOCK = 64 * 1024 };
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+static int spare_ok;
+
+static void spare_init(void) { spare_ok = pthread_key_create(&spare_key, free) == 0; }
+
+static sv_arena_block *spare_take(void)
+{
+    pthread_once(&spare_once, spare_init);
+    if (!spare_ok) return NULL;
+    sv_arena_block *b = pthread_getspecific(spare_key);
+    if (b) pthread_setspecific(spare_key, NULL);
+    return b;
+}
+
+/* Keeps b as this thread's spare; 0 when it already has one (the caller frees b). */
+static int spare_keep(sv_arena_block *b)
+{
+    pthread_once(&spare_once, spare_init);
+    if (!spare_ok || pthread_getspecific(spare_key)) return 0;
+    return pthread_setspecific(spare_key, b) == 0;
+}
+
 void *sv_arena_alloc(sv_arena *a, size_t n)
 {
     n = (n + 15) & ~(size_t)15;
     if (!a->head || a->used + n > a->head->cap) {
-        size_t cap = a->head ? a->head->cap * 2 : 16384;
+        size_t cap = a->head ? a->head->cap * 2 : FIRST_BLOCK;
         if (cap < n) cap = n;
         if (cap > ((size_t)1 << 40)) return NULL;
-        sv_arena_block *b = malloc(sizeof(*b) + cap);
+        sv_arena_block *b = cap == FIRST_BLOCK ? spare_take() : NULL;
+        if (!b) b = malloc(sizeof(*b) + cap);
         if (!b) return NULL;
         b->next = a->head;
         b->cap = cap;
@@ -41,7 +70,7 @@ void sv_arena_free(sv_arena *a)
     sv_arena_block *b = a->head;
     while (b) {
         sv_arena_block *next = b->next;
-        free(b);
+        if (b->cap != FIRST_BLOCK || !spare_keep(b)) free(b);
         b = next;
     }
     a->head = NULL;
@@ -61,8 +90,9 @@ typedef struct parser {
 
 static int fail(parser *ps, const char *what)
 {
-    if (!ps->failed) snprintf(ps->err, ps->errlen, "malformed JSON at byte %zu: %s",
-                              (size_t)(ps->p - ps->start), what);
+    if (!ps->failed)
+        snprintf(ps->err, ps->errlen, "malformed JSON at byte %zu: %s", (size_t)(ps->p - ps->start),
+                 what);
     ps->failed = 1;
     return -1;
 }
@@ -182,8 +212,8 @@ static inline int is_digit(char c) { return (unsigned char)(c - '0') <= 9; }
 /* Little-endian eight bytes that are all ASCII digits. */
 static inline int is_8digits(uint64_t v)
 {
-    return (((v & 0xF0F0F0F0F0F0F0F0ull) | (((v + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull) >> 4)) ==
-            0x3333333333333333ull);
+    return (((v & 0xF0F0F0F0F0F0F0F0ull) | (((v + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull) >>
+                                            4)) == 0x3333333333333333ull);
 }
 
 static inline uint32_t parse_8digits(uint64_t v)
@@ -193,6 +223,20 @@ static inline uint32_t parse_8digits(uint64_t v)
     v -= 0x3030303030303030ull;
     v = (v * 10) + (v >> 8);
     return (uint32_t)((((v & mask) * mul1) + (((v >> 16) & mask) * mul2)) >> 32);
+}
+
+/* Exponents beyond the exact range: strtod on a terminated copy. Kept out of line so the hot
+ * parser needs no buffer on its stack. */
+__attribute__((noinline)) static int slow_strtod(const char *s, size_t n, double *out)
+{
+    char tmp[128];
+    char *buf = n < sizeof(tmp) ? tmp : malloc(n + 1);
+    if (!buf) return -1;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    *out = strtod(buf, NULL);
+    if (buf != tmp) free(buf);
+    return 0;
 }
 
 /* Number grammar per RFC 8259. Up to 19 significant digits go into an integer mantissa; when
@@ -225,21 +269,24 @@ static int parse_number(parser *ps, sj_val *v)
         p++;
     } else {
         const char *q = p;
-        while (p < end && is_digit(*p)) p++;
+        while (p < end && is_digit(*p))
+            p++;
         long n = p - q;
         if (n > 19) {
             exact = 0;
             exp10 = (int)(n - 19 > 100000 ? 100000 : n - 19);
             n = 19;
         }
-        for (long i = 0; i < n; i++) mant = mant * 10 + (uint64_t)(q[i] - '0');
+        for (long i = 0; i < n; i++)
+            mant = mant * 10 + (uint64_t)(q[i] - '0');
         nd = (int)n;
     }
     if (p < end && *p == '.') {
         is_int = 0;
         p++;
         const char *q = p;
-        while (p < end && is_digit(*p)) p++;
+        while (p < end && is_digit(*p))
+            p++;
         if (p == q) {
             ps->p = (char *)p;
             return fail(ps, "bad fraction");
@@ -255,7 +302,9 @@ static int parse_number(parser *ps, sj_val *v)
             if (before) {
                 nd += 8;
             } else {
-                while (nd < 8 && mant >= (uint64_t)pow10_exact[nd]) nd++;
+                static const uint32_t p10[8] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000};
+                while (nd < 8 && mant >= p10[nd])
+                    nd++;
             }
             exp10 -= 8;
             q += 8;
@@ -286,7 +335,8 @@ static int parse_number(parser *ps, sj_val *v)
         exp10 += eneg ? -e : e;
     }
     ps->p = (char *)p;
-    if (is_int && exact && (mant <= (uint64_t)INT64_MAX || (neg && mant == (uint64_t)INT64_MAX + 1))) {
+    if (is_int && exact &&
+        (mant <= (uint64_t)INT64_MAX || (neg && mant == (uint64_t)INT64_MAX + 1))) {
         v->is_int = 1;
         v->i = neg ? (int64_t)(0 - mant) : (int64_t)mant;
     }
@@ -305,14 +355,7 @@ static int parse_number(parser *ps, sj_val *v)
         }
         return 0;
     }
-    size_t n = (size_t)(p - s);
-    char tmp[128];
-    char *buf = n < sizeof(tmp) ? tmp : malloc(n + 1);
-    if (!buf) return fail(ps, "out of memory");
-    memcpy(buf, s, n);
-    buf[n] = '\0';
-    v->u.d = strtod(buf, NULL);
-    if (buf != tmp) free(buf);
+    if (slow_strtod(s, (size_t)(p - s), &v->u.d)) return fail(ps, "out of memory");
     return 0;
 }
 
@@ -341,14 +384,15 @@ enum { PACK_MIN = 32 }; /* shapes (at most FERRY_MAX_RANK dims) are never packed
 static int parse_packed(parser *ps, sj_val *v)
 {
     char *first = ps->p;
-    uint32_t n = 0, cap = 256;
+    uint32_t n = 0, cap = 1024;
     double *vals = sv_arena_alloc(ps->a, sizeof(double) * cap);
     int approx = 0;
     if (!vals) return fail(ps, "out of memory");
     for (;;) {
         sj_val num;
         if (parse_number(ps, &num)) return -1;
-        if (num.approx || (num.is_int && (num.i > ((int64_t)1 << 53) || num.i < -((int64_t)1 << 53))))
+        if (num.approx ||
+            (num.is_int && (num.i > ((int64_t)1 << 53) || num.i < -((int64_t)1 << 53))))
             approx = 1;
         if (n == cap) {
             if (cap >= UINT32_MAX / 2) return fail(ps, "too many members");
@@ -486,7 +530,12 @@ static int parse_value(parser *ps, sj_val *v, int depth)
 static int parse_all(sv_arena *a, char *text, size_t len, sj_val **out, char *err, size_t errlen,
                      int no_pack)
 {
-    parser ps = {.a = a, .p = text, .start = text, .end = text + len, .err = err, .errlen = errlen,
+    parser ps = {.a = a,
+                 .p = text,
+                 .start = text,
+                 .end = text + len,
+                 .err = err,
+                 .errlen = errlen,
                  .no_pack = no_pack};
     *out = NULL;
     sj_val *root = new_val(&ps);
@@ -523,7 +572,8 @@ void sv_buf_reserve(sv_buf *b, size_t extra)
     if (b->oom) return;
     if (b->len + extra + 1 <= b->cap) return;
     size_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->len + extra + 1) cap *= 2;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
     char *p = realloc(b->p, cap);
     if (!p) {
         b->oom = 1;
@@ -578,10 +628,14 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     unsigned char c = s[0];
     size_t len;
     unsigned min;
-    if (c >= 0xC2 && c <= 0xDF) len = 2, min = 0x80;
-    else if (c >= 0xE0 && c <= 0xEF) len = 3, min = 0x800;
-    else if (c >= 0xF0 && c <= 0xF4) len = 4, min = 0x10000;
-    else return 0;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2, min = 0x80;
+    else if (c >= 0xE0 && c <= 0xEF)
+        len = 3, min = 0x800;
+    else if (c >= 0xF0 && c <= 0xF4)
+        len = 4, min = 0x10000;
+    else
+        return 0;
     if (n < len) return 0;
     unsigned cp = c & (0x3F >> (len - 1));
     for (size_t i = 1; i < len; i++) {
@@ -650,9 +704,12 @@ void sv_buf_i64(sv_buf *b, int64_t v)
 
 static int put_special(sv_buf *b, double v)
 {
-    if (isnan(v)) sv_buf_puts(b, "NaN");
-    else if (isinf(v)) sv_buf_puts(b, v > 0 ? "Infinity" : "-Infinity");
-    else return 0;
+    if (isnan(v))
+        sv_buf_puts(b, "NaN");
+    else if (isinf(v))
+        sv_buf_puts(b, v > 0 ? "Infinity" : "-Infinity");
+    else
+        return 0;
     return 1;
 }
 

@@ -27,25 +27,25 @@ typedef enum sj_type { SJ_NULL, SJ_FALSE, SJ_TRUE, SJ_NUM, SJ_STR, SJ_ARR, SJ_OB
 typedef struct sj_val sj_val;
 struct sj_val {
     uint8_t type;
-    uint8_t is_int;   /* SJ_NUM written without fraction or exponent and fits int64 (i) */
-    uint8_t approx;   /* SJ_NUM (or packed SJ_ARR): a value may be an ulp off; sj_exact() and
-                         sj_parse of the text give exact values */
-    uint8_t packed;   /* SJ_ARR of >= 32 numbers only: u.nums holds them, no member nodes */
-    uint32_t n;       /* SJ_STR: bytes; SJ_ARR/SJ_OBJ: members; approx SJ_NUM: text length */
-    uint32_t keylen;  /* member name length when this value sits in an object */
-    uint32_t txtlen;  /* packed SJ_ARR: length of its text (txt) */
-    const char *key;  /* member name (NUL-terminated) or NULL */
-    sj_val *next;     /* next member of the enclosing array/object */
+    uint8_t is_int;  /* SJ_NUM written without fraction or exponent and fits int64 (i) */
+    uint8_t approx;  /* SJ_NUM (or packed SJ_ARR): a value may be an ulp off; sj_exact() and
+                        sj_parse of the text give exact values */
+    uint8_t packed;  /* SJ_ARR of >= 32 numbers only: u.nums holds them, no member nodes */
+    uint32_t n;      /* SJ_STR: bytes; SJ_ARR/SJ_OBJ: members; approx SJ_NUM: text length */
+    uint32_t keylen; /* member name length when this value sits in an object */
+    uint32_t txtlen; /* packed SJ_ARR: length of its text (txt) */
+    const char *key; /* member name (NUL-terminated) or NULL */
+    sj_val *next;    /* next member of the enclosing array/object */
     union {
-        double d;        /* SJ_NUM */
-        const char *s;   /* SJ_STR: NUL-terminated, may hold NULs inside (n counts them) */
-        sj_val *first;   /* SJ_ARR/SJ_OBJ (NULL for a packed array) */
-        double *nums;    /* packed SJ_ARR: n values */
+        double d;      /* SJ_NUM */
+        const char *s; /* SJ_STR: NUL-terminated, may hold NULs inside (n counts them) */
+        sj_val *first; /* SJ_ARR/SJ_OBJ (NULL for a packed array) */
+        double *nums;  /* packed SJ_ARR: n values */
     } u;
     union {
-        int64_t i;        /* SJ_NUM with is_int */
-        const char *txt;  /* approx SJ_NUM without is_int: its text (n bytes); packed SJ_ARR:
-                             its text from '[' to ']' (txtlen bytes) */
+        int64_t i;       /* SJ_NUM with is_int */
+        const char *txt; /* approx SJ_NUM without is_int: its text (n bytes); packed SJ_ARR:
+                            its text from '[' to ']' (txtlen bytes) */
     };
 };
 
@@ -64,7 +64,10 @@ double sj_exact(const sj_val *v);
 /* Member of an object by name, or NULL. */
 const sj_val *sj_get(const sj_val *obj, const char *key);
 /* Number as double (false 0, true 1 for BOOL convenience); 0 for other types. */
-static inline double sj_num(const sj_val *v) { return v->type == SJ_NUM ? v->u.d : v->type == SJ_TRUE; }
+static inline double sj_num(const sj_val *v)
+{
+    return v->type == SJ_NUM ? v->u.d : v->type == SJ_TRUE;
+}
 
 /* ---- writer -------------------------------------------------------------------------------- */
 

@@ -25,7 +25,10 @@ int sv_log_parse_level(const char *s)
 
 void sv_log_set_level(int level) { atomic_store(&g_level, level); }
 
-int sv_log_enabled(int level) { return level >= atomic_load_explicit(&g_level, memory_order_relaxed); }
+int sv_log_enabled(int level)
+{
+    return level >= atomic_load_explicit(&g_level, memory_order_relaxed);
+}
 
 static void begin_line(sv_buf *b, int level)
 {
@@ -36,7 +39,9 @@ static void begin_line(sv_buf *b, int level)
     char ts[40];
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
     sv_buf_printf(b, "{\"ts\":\"%s.%06ldZ\",\"level\":\"%s\"", ts, (long)tv.tv_usec,
-                  level_names[level < 0 ? 0 : level > 3 ? 3 : level]);
+                  level_names[level < 0   ? 0
+                              : level > 3 ? 3
+                                          : level]);
 }
 
 static void end_line(sv_buf *b)
@@ -68,8 +73,8 @@ void sv_log(int level, const char *rid, const char *fmt, ...)
     end_line(&b);
 }
 
-void sv_log_access(const char *rid, const char *method, const char *url, int status,
-                   double seconds, const char *model)
+void sv_log_access(const char *rid, const char *method, const char *url, int status, double seconds,
+                   const char *model)
 {
     int level = status >= 500 ? SV_LOG_WARN : SV_LOG_DEBUG;
     if (!sv_log_enabled(level)) return;

@@ -13,7 +13,7 @@ int sv_log_enabled(int level);
 /* {"ts":..., "level":..., "msg": <formatted>, "request_id": rid (when non-NULL)} */
 void sv_log(int level, const char *rid, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The per-request access line (debug level): method, path, status, duration, model. */
-void sv_log_access(const char *rid, const char *method, const char *url, int status,
-                   double seconds, const char *model);
+void sv_log_access(const char *rid, const char *method, const char *url, int status, double seconds,
+                   const char *model);
 
 #endif

@@ -218,8 +218,9 @@ void sv_request_clear(sv_request *r)
 
 /* Runs the model once on zeros at batch 1 so the first real request finds its kernels
  * prepared and its buffers pooled instead of paying for that itself. */
-static ferry_status warm_up(ferry_session *s, const ferry_model *model, int batch)
+static ferry_status warm_up(ferry_session *s, const ferry_model *model, int batch, int *guessed)
 {
+    *guessed = 0;
     int n = ferry_model_input_count(model);
     ferry_value **in = calloc((size_t)n + 1, sizeof *in);
     const char **names = calloc((size_t)n + 1, sizeof *names);
@@ -236,7 +237,10 @@ static ferry_status warm_up(ferry_session *s, const ferry_model *model, int batc
             break;
         }
         int64_t dims[FERRY_MAX_RANK];
-        for (int k = 0; k < io.rank; k++) dims[k] = io.dims[k] >= 0 ? io.dims[k] : (k ? 1 : batch);
+        for (int k = 0; k < io.rank; k++) {
+            dims[k] = io.dims[k] >= 0 ? io.dims[k] : (k ? 1 : batch);
+            if (io.dims[k] < 0 && k > 0) *guessed = 1;
+        }
         rc = ferry_tensor_create(io.dtype, io.rank, dims, &in[given]);
         if (rc != FERRY_OK) break;
         if (io.dtype != FERRY_DTYPE_STRING)
@@ -287,10 +291,18 @@ static ferry_status load_version(sv_manager *m, model_entry *e, int64_t number,
         snprintf(err, errlen, "creating a session: %s", ferry_last_error());
         goto fail;
     }
-    rc = warm_up(v->session, v->model, 1);
+    int guessed = 0;
+    rc = warm_up(v->session, v->model, 1, &guessed);
     if (rc == FERRY_E_UNSUPPORTED) {
         mlog(m, "info", "model \"%s\" version %lld: inputs without a declared tensor shape; "
              "not warmed up", e->name, (long long)number);
+        rc = FERRY_OK;
+    } else if (rc != FERRY_OK && guessed) {
+        /* Symbolic dims other than the batch were guessed as 1, which the model may not
+         * accept; that says nothing about real requests, so serve it cold. */
+        mlog(m, "warn", "model \"%s\" version %lld: warm-up with symbolic dims set to 1 "
+             "failed (%s); serving without warm-up", e->name, (long long)number,
+             ferry_last_error());
         rc = FERRY_OK;
     } else if (rc != FERRY_OK) {
         snprintf(err, errlen, "warm-up run on zeros failed: %s", ferry_last_error());
@@ -488,6 +500,55 @@ static ferry_status list_disk(sv_manager *m, model_entry *e, int64_t **disk, int
     return FERRY_OK;
 }
 
+/* Loads version num of e unless it already serves with this config (or force), passing the
+ * gate first; swaps it in on success. Returns 1 when a new copy now serves. */
+static int try_load(sv_manager *m, model_entry *e, int64_t num, const sv_model_config *cfg,
+                    int force, sync_result *res)
+{
+    pthread_mutex_lock(&m->mu);
+    vslot *s = find_slot(e, num);
+    int serving = s && s->v && s->v->cfg.text_hash == cfg->text_hash;
+    pthread_mutex_unlock(&m->mu);
+    if (!s || (serving && !force)) return 0;
+    char vdir[4096];
+    snprintf(vdir, sizeof vdir, "%s/%lld", e->dir, (long long)num);
+    uint64_t key = 0;
+    if (gate(m, e, s, vdir, force, cfg->text_hash, &key, res) <= 0) return 0;
+    pthread_mutex_lock(&m->mu);
+    if (!s->v) {
+        s->state = SLOT_LOADING;
+        snprintf(s->reason, sizeof s->reason, "loading");
+    }
+    pthread_mutex_unlock(&m->mu);
+    sv_version *v = NULL;
+    char err[512] = "";
+    ferry_status rc = load_version(m, e, num, cfg, &v, err, sizeof err);
+    pthread_mutex_lock(&m->mu);
+    s = find_slot(e, num);
+    sv_version *old = NULL;
+    int kept = s->v != NULL;
+    if (rc == FERRY_OK) {
+        old = s->v; /* in-flight requests finish on it; it is freed when they are done */
+        s->v = v;
+        s->state = SLOT_READY;
+        s->reason[0] = 0;
+        s->failed_key = 0;
+        s->quiet = 0;
+    } else {
+        s->failed_key = key;
+        if (!s->v) s->state = SLOT_UNAVAILABLE;
+        snprintf(s->reason, sizeof s->reason, "%s", err);
+        snprintf(res->last_error, sizeof res->last_error, "%s", err);
+        res->failed++;
+    }
+    pthread_mutex_unlock(&m->mu);
+    if (rc != FERRY_OK)
+        mlog(m, "error", "model \"%s\" version %lld failed to load: %s%s", e->name,
+             (long long)num, err, kept ? " (the loaded copy keeps serving)" : "");
+    if (old) sv_version_release(old);
+    return rc == FERRY_OK;
+}
+
 static void sync_model(sv_manager *m, model_entry *e, int force, sync_result *res)
 {
     int64_t *disk = NULL;
@@ -551,49 +612,28 @@ static void sync_model(sv_manager *m, model_entry *e, int force, sync_result *re
 
     /* Load what should serve and does not yet (or serves under an older config.json),
      * newest first. sync_mu keeps slots from moving under us. */
-    for (int i = n_disk - 1; i >= 0; i--) {
-        int64_t num = disk[i];
-        if (!contains(want, n_want, num)) continue;
+    for (int i = n_disk - 1; i >= 0; i--)
+        if (contains(want, n_want, disk[i])) try_load(m, e, disk[i], &cfg, force, res);
+
+    /* latest N means the N newest versions that load: when one of them is not ready and
+     * nothing serves in its place yet (a fresh start with a broken or still-settling newest
+     * version), load the next older one as a stand-in. */
+    if (cfg.policy == SV_POLICY_LATEST) {
         pthread_mutex_lock(&m->mu);
-        vslot *s = find_slot(e, num);
-        int serving = s && s->v && s->v->cfg.text_hash == cfg.text_hash;
+        int serving = 0;
+        for (int i = 0; i < e->n_slots; i++)
+            if (e->slots[i].v && (contains(want, n_policy, e->slots[i].number) ||
+                                  (e->slots[i].on_disk && !contains(want, n_want, e->slots[i].number))))
+                serving++;
         pthread_mutex_unlock(&m->mu);
-        if (!s || (serving && !force)) continue;
-        char vdir[4096];
-        snprintf(vdir, sizeof vdir, "%s/%lld", e->dir, (long long)num);
-        uint64_t key = 0;
-        if (gate(m, e, s, vdir, force, cfg.text_hash, &key, res) <= 0) continue;
-        pthread_mutex_lock(&m->mu);
-        if (!s->v) {
-            s->state = SLOT_LOADING;
-            snprintf(s->reason, sizeof s->reason, "loading");
+        for (int i = n_disk - 1; i >= 0 && serving < n_policy; i--) {
+            if (contains(want, n_want, disk[i])) continue;
+            pthread_mutex_lock(&m->mu);
+            vslot *s = find_slot(e, disk[i]);
+            int has = s && s->v;
+            pthread_mutex_unlock(&m->mu);
+            if (!has && try_load(m, e, disk[i], &cfg, force, res)) serving++;
         }
-        pthread_mutex_unlock(&m->mu);
-        sv_version *v = NULL;
-        char err[512] = "";
-        rc = load_version(m, e, num, &cfg, &v, err, sizeof err);
-        pthread_mutex_lock(&m->mu);
-        s = find_slot(e, num);
-        sv_version *old = NULL;
-        if (rc == FERRY_OK) {
-            old = s->v; /* in-flight requests finish on it; it is freed when they are done */
-            s->v = v;
-            s->state = SLOT_READY;
-            s->reason[0] = 0;
-            s->failed_key = 0;
-            s->quiet = 0;
-        } else {
-            s->failed_key = key;
-            if (!s->v) s->state = SLOT_UNAVAILABLE;
-            snprintf(s->reason, sizeof s->reason, "%s", err);
-            snprintf(res->last_error, sizeof res->last_error, "%s", err);
-            res->failed++;
-        }
-        pthread_mutex_unlock(&m->mu);
-        if (rc != FERRY_OK)
-            mlog(m, "error", "model \"%s\" version %lld failed to load: %s%s", e->name,
-                 (long long)num, err, s->v ? " (the loaded copy keeps serving)" : "");
-        if (old) sv_version_release(old);
     }
 
     /* Retire what the policy no longer wants, but never leave fewer versions serving than it
@@ -604,7 +644,7 @@ static void sync_model(sv_manager *m, model_entry *e, int force, sync_result *re
     pthread_mutex_lock(&m->mu);
     int ready_wanted = 0;
     for (int i = 0; i < e->n_slots; i++)
-        if (e->slots[i].v && contains(want, n_want, e->slots[i].number)) ready_wanted++;
+        if (e->slots[i].v && contains(want, n_policy, e->slots[i].number)) ready_wanted++;
     int keep = n_policy - ready_wanted;
     for (int i = e->n_slots - 1; i >= 0; i--) {
         vslot *s = &e->slots[i];
@@ -873,6 +913,38 @@ int sv_manager_ready(sv_manager *m)
 
 /* ---- routing ------------------------------------------------------------------------------- */
 
+/* The version of a label, if that version serves (caller holds mu). */
+static sv_version *label_version(model_entry *e, const char *label)
+{
+    for (int i = 0; i < e->labels.n; i++)
+        if (!strcmp(e->labels.name[i], label)) {
+            vslot *s = find_slot(e, e->labels.version[i]);
+            return s ? s->v : NULL;
+        }
+    return NULL;
+}
+
+/* Where a request that names neither version nor label goes (caller holds mu): the "stable"
+ * label's version when labels.json has one that serves, so publishing a new version does not
+ * send it traffic before `ferry promote`; "canary" gets canary_weight of those requests;
+ * without labels, the highest serving version. */
+static sv_version *default_version(model_entry *e)
+{
+    static _Atomic uint64_t counter;
+    sv_version *stable = label_version(e, "stable"), *canary = NULL;
+    if (e->labels.canary_weight > 0 && (canary = label_version(e, "canary")) && canary != stable) {
+        /* Deterministic split: request n goes to the canary when n * weight crosses an
+         * integer, so exactly that share does, with no random-number state. */
+        uint64_t n = atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed);
+        double w = e->labels.canary_weight;
+        if ((uint64_t)((double)(n + 1) * w) > (uint64_t)((double)n * w)) return canary;
+    }
+    if (stable) return stable;
+    for (int i = e->n_slots - 1; i >= 0; i--)
+        if (e->slots[i].v) return e->slots[i].v;
+    return NULL;
+}
+
 sv_version *sv_manager_acquire(sv_manager *m, const char *model, int64_t version,
                                const char *label, int *http_status, char *err, size_t errlen)
 {
@@ -910,7 +982,7 @@ sv_version *sv_manager_acquire(sv_manager *m, const char *model, int64_t version
         }
         goto out;
     }
-    for (int i = e->n_slots - 1; i >= 0 && !v; i--) v = e->slots[i].v;
+    v = default_version(e);
     if (!v) {
         st = 503;
         snprintf(err, errlen, "model \"%s\" has no ready version%s%s", e->name,

@@ -149,7 +149,8 @@ static void copy_hist(sv_hist *dst, const sv_hist *src)
 {
     atomic_store(&dst->count, atomic_load(&src->count));
     atomic_store(&dst->sum_nano, atomic_load(&src->sum_nano));
-    for (int i = 0; i <= SV_TIME_BUCKETS; i++) atomic_store(&dst->bucket[i], atomic_load(&src->bucket[i]));
+    for (int i = 0; i <= SV_TIME_BUCKETS; i++)
+        atomic_store(&dst->bucket[i], atomic_load(&src->bucket[i]));
 }
 
 static void collect(void *ctx, const sv_index_entry *e)
@@ -210,7 +211,8 @@ static void process_metrics(sv_buf *b)
         if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
             ut = st = 0;
     }
-    family(b, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+    family(b, "process_cpu_seconds_total", "counter",
+           "Total user and system CPU time spent in seconds.");
     sv_buf_puts(b, "process_cpu_seconds_total ");
     put_double(b, (double)(ut + st) / (double)(tck > 0 ? tck : 100));
     sv_buf_putc(b, '\n');
@@ -226,8 +228,10 @@ int sv_metrics_handler(sv_http *h)
     for (int i = 0; i < N_CODES; i++) {
         uint64_t n = atomic_load_explicit(&g_http_by_code[i], memory_order_relaxed);
         if (!n) continue;
-        if (i < N_CODES - 1) sv_buf_printf(b, "ferry_http_responses_total{code=\"%d\"} ", codes[i]);
-        else sv_buf_puts(b, "ferry_http_responses_total{code=\"other\"} ");
+        if (i < N_CODES - 1)
+            sv_buf_printf(b, "ferry_http_responses_total{code=\"%d\"} ", codes[i]);
+        else
+            sv_buf_puts(b, "ferry_http_responses_total{code=\"other\"} ");
         sv_buf_u64(b, n);
         sv_buf_putc(b, '\n');
     }
@@ -245,8 +249,10 @@ int sv_metrics_handler(sv_http *h)
             if (!copy[i].by_code[c]) continue;
             sv_buf_puts(b, "ferry_requests_total");
             put_labels(b, copy[i].model, copy[i].version);
-            if (c < N_CODES - 1) sv_buf_printf(b, ",code=\"%d\"} ", codes[c]);
-            else sv_buf_puts(b, ",code=\"other\"} ");
+            if (c < N_CODES - 1)
+                sv_buf_printf(b, ",code=\"%d\"} ", codes[c]);
+            else
+                sv_buf_puts(b, ",code=\"other\"} ");
             sv_buf_u64(b, copy[i].by_code[c]);
             sv_buf_putc(b, '\n');
         }
@@ -312,7 +318,8 @@ int sv_metrics_handler(sv_http *h)
                      &l.v[i].msc.load_seconds, sv_time_bounds, SV_TIME_BUCKETS);
     free(l.v);
 
-    family(b, "ferry_inflight_requests", "gauge", "HTTP requests being handled now (this one included).");
+    family(b, "ferry_inflight_requests", "gauge",
+           "HTTP requests being handled now (this one included).");
     sv_buf_printf(b, "ferry_inflight_requests %lld\n", (long long)atomic_load(&h->srv->inflight));
     process_metrics(b);
     return 200;

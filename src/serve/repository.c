@@ -462,9 +462,17 @@ ferry_status sv_labels_load(const char *model_dir, sv_labels *out)
     }
     const char *key;
     json_t *v;
+    json_t *w = json_object_get(root, "canary_weight");
+    if (w) {
+        if (!json_is_number(w) || json_number_value(w) < 0 || json_number_value(w) > 1) {
+            rc = fy_error(FERRY_E_PARSE, "labels.json: canary_weight must be a number in [0, 1]");
+            goto out;
+        }
+        out->canary_weight = json_number_value(w);
+    }
     json_object_foreach(root, key, v)
     {
-        if (!json_is_integer(v)) continue;
+        if (!json_is_integer(v) || !strcmp(key, "canary_weight")) continue;
         if (json_integer_value(v) < 1) {
             rc = fy_error(FERRY_E_PARSE, "labels.json: label \"%s\" must name a positive version",
                           key);

@@ -72,11 +72,13 @@ void sv_free_names(char **names, int n);
 ferry_status sv_repo_list_versions(const char *model_dir, int64_t **versions, int *n);
 
 /* labels.json: {"stable": 3, "canary": 4, "canary_weight": 0.1}. Integer members are labels;
- * other members (weights, notes) are ignored. No file = no labels. */
+ * canary_weight (a number in [0, 1]) is the share of unaddressed requests the "canary" label
+ * gets; other members (notes) are ignored. No file = no labels. */
 typedef struct sv_labels {
     int n;
     char name[SV_MAX_LABELS][SV_LABEL_LEN];
     int64_t version[SV_MAX_LABELS];
+    double canary_weight; /* 0 when absent */
 } sv_labels;
 ferry_status sv_labels_load(const char *model_dir, sv_labels *out);
 

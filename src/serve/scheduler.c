@@ -42,6 +42,14 @@ struct sv_scheduler {
     int stopping;
     int n_threads;
     pthread_t *threads;
+
+    /* The expirer answers 504 the moment a queued request's deadline passes, even while every
+     * instance is busy with a long batch. next_wake is the deadline it sleeps until (0: it
+     * sleeps until signalled), so submit only wakes it for an earlier deadline. */
+    pthread_t expirer;
+    int has_expirer;
+    pthread_cond_t ecv;
+    double next_wake;
 };
 
 double sv_now(void)
@@ -215,6 +223,8 @@ int sv_scheduler_submit(sv_scheduler *s, sv_request *r)
     s->q[s->qn++] = r;
     atomic_fetch_add(&s->stats->queue_depth, 1);
     pthread_cond_signal(&s->cv);
+    if (r->deadline > 0 && (s->next_wake == 0 || r->deadline < s->next_wake))
+        pthread_cond_signal(&s->ecv);
     pthread_mutex_unlock(&s->mu);
     return 0;
 }
@@ -480,6 +490,60 @@ static int64_t batch_target(const sv_scheduler *s, int64_t n)
     return best ? best : n;
 }
 
+static void abs_time(double monotonic_deadline, struct timespec *ts)
+{
+    double wait = monotonic_deadline - sv_now();
+    if (wait < 0) wait = 0;
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += (time_t)wait;
+    ts->tv_nsec += (long)((wait - (double)(time_t)wait) * 1e9);
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+static void *expirer_main(void *arg)
+{
+    sv_scheduler *s = arg;
+    sv_request **drop = malloc(sizeof *drop * (size_t)(s->max_queue + 1));
+    pthread_mutex_lock(&s->mu);
+    while (!s->stopping && drop) {
+        double earliest = 0, now = sv_now();
+        for (int i = 0; i < s->qn; i++) {
+            double d = s->q[i]->deadline;
+            if (d > 0 && (earliest == 0 || d < earliest)) earliest = d;
+        }
+        s->next_wake = earliest;
+        if (earliest == 0) {
+            pthread_cond_wait(&s->ecv, &s->mu);
+            continue;
+        }
+        if (now < earliest) {
+            struct timespec ts;
+            abs_time(earliest, &ts);
+            pthread_cond_timedwait(&s->ecv, &s->mu, &ts);
+            continue;
+        }
+        int nd = sweep(s, now, drop, s->max_queue + 1);
+        atomic_fetch_sub(&s->stats->queue_depth, nd);
+        s->next_wake = 0;
+        pthread_mutex_unlock(&s->mu);
+        for (int i = 0; i < nd; i++) {
+            sv_request *r = drop[i];
+            r->queue_seconds = now - r->queue_seconds;
+            if (atomic_load(&r->cancelled))
+                finish(s, r, 499, "cancelled: the client went away");
+            else
+                finish(s, r, 504, "deadline exceeded while queued; the request was not run");
+        }
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    free(drop);
+    return NULL;
+}
+
 static void *instance_main(void *arg)
 {
     sv_scheduler *s = arg;
@@ -501,17 +565,9 @@ static void *instance_main(void *arg)
             for (;;) {
                 int64_t n = ready_samples(s);
                 if (n >= s->max_batch || preferred_hit(s, n) || s->stopping || s->qn == 0) break;
-                double now = sv_now();
-                if (now >= until) break;
+                if (sv_now() >= until) break;
                 struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                double wait = until - now;
-                ts.tv_sec += (time_t)wait;
-                ts.tv_nsec += (long)((wait - (double)(time_t)wait) * 1e9);
-                if (ts.tv_nsec >= 1000000000L) {
-                    ts.tv_sec++;
-                    ts.tv_nsec -= 1000000000L;
-                }
+                abs_time(until, &ts);
                 pthread_cond_timedwait(&s->cv, &s->mu, &ts);
             }
         }
@@ -603,6 +659,13 @@ ferry_status sv_scheduler_create(ferry_session *session, const ferry_model *mode
     }
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
+    pthread_cond_init(&s->ecv, NULL);
+    if (pthread_create(&s->expirer, NULL, expirer_main, s) != 0) {
+        s->n_threads = 0;
+        sv_scheduler_free(s);
+        return FERRY_E_INTERNAL;
+    }
+    s->has_expirer = 1;
     for (int i = 0; i < s->n_threads; i++) {
         if (pthread_create(&s->threads[i], NULL, instance_main, s) != 0) {
             s->n_threads = i;
@@ -620,10 +683,13 @@ void sv_scheduler_free(sv_scheduler *s)
     pthread_mutex_lock(&s->mu);
     s->stopping = 1;
     pthread_cond_broadcast(&s->cv);
+    pthread_cond_broadcast(&s->ecv);
     pthread_mutex_unlock(&s->mu);
     for (int i = 0; i < s->n_threads; i++) pthread_join(s->threads[i], NULL);
+    if (s->has_expirer) pthread_join(s->expirer, NULL);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
+    pthread_cond_destroy(&s->ecv);
     free(s->q);
     free(s->threads);
     free(s);

@@ -26,9 +26,11 @@ static ferry_status apply_config(ferry_serve_options *o, json_t **root)
 {
     json_error_t jerr;
     json_t *j = json_load_file(o->config, 0, &jerr);
-    if (!j) return fy_error(FERRY_E_PARSE, "config %s: line %d: %s", o->config, jerr.line, jerr.text);
+    if (!j)
+        return fy_error(FERRY_E_PARSE, "config %s: line %d: %s", o->config, jerr.line, jerr.text);
     *root = j;
-    if (!json_is_object(j)) return fy_error(FERRY_E_PARSE, "config %s: expected a JSON object", o->config);
+    if (!json_is_object(j))
+        return fy_error(FERRY_E_PARSE, "config %s: expected a JSON object", o->config);
     const char *key;
     json_t *v;
     json_object_foreach(j, key, v)
@@ -51,7 +53,8 @@ static ferry_status apply_config(ferry_serve_options *o, json_t **root)
         } else if (!strcmp(key, "poll_seconds") && is_num) {
             if (!o->poll_seconds) o->poll_seconds = json_number_value(v);
         } else {
-            return fy_error(FERRY_E_PARSE, "config %s: unknown key or wrong type: \"%s\"", o->config, key);
+            return fy_error(FERRY_E_PARSE, "config %s: unknown key or wrong type: \"%s\"",
+                            o->config, key);
         }
     }
     return FERRY_OK;
@@ -65,7 +68,8 @@ static ferry_status check_options(ferry_serve_options *o, int *level)
         return fy_error(FERRY_E_IO, "model repository %s is not a directory", o->repo);
     if (!o->host) o->host = "127.0.0.1";
     if (!o->port) o->port = 8000;
-    if (o->port < 1 || o->port > 65535) return fy_error(FERRY_E_INVALID_ARG, "port %d is out of range", o->port);
+    if (o->port < 1 || o->port > 65535)
+        return fy_error(FERRY_E_INVALID_ARG, "port %d is out of range", o->port);
     if (!o->threads) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
         o->threads = n > 0 ? (int)n : 2;
@@ -75,12 +79,14 @@ static ferry_status check_options(ferry_serve_options *o, int *level)
     if (!o->log_level) o->log_level = "info";
     *level = sv_log_parse_level(o->log_level);
     if (*level < 0)
-        return fy_error(FERRY_E_INVALID_ARG, "log level \"%s\" is not debug, info, warn or error", o->log_level);
+        return fy_error(FERRY_E_INVALID_ARG, "log level \"%s\" is not debug, info, warn or error",
+                        o->log_level);
     if (!o->max_body_mb) o->max_body_mb = 64;
     if (!(o->max_body_mb > 0) || o->max_body_mb > 4096)
         return fy_error(FERRY_E_INVALID_ARG, "max body must be in (0, 4096] MB");
     if (!o->poll_seconds) o->poll_seconds = 2;
-    if (o->session_threads < 0) return fy_error(FERRY_E_INVALID_ARG, "session threads must be >= 0");
+    if (o->session_threads < 0)
+        return fy_error(FERRY_E_INVALID_ARG, "session threads must be >= 0");
     return FERRY_OK;
 }
 
@@ -90,8 +96,17 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     size_t n = strlen(msg);
-    while (n && msg[n - 1] == '\n') msg[--n] = '\0';
+    while (n && msg[n - 1] == '\n')
+        msg[--n] = '\0';
     sv_log(SV_LOG_WARN, NULL, "http: %s", msg);
+}
+
+/* The model manager's messages (loads, failures, swaps) become JSON log lines too. */
+static void manager_log(void *ctx, const char *level, const char *msg)
+{
+    (void)ctx;
+    int l = sv_log_parse_level(level);
+    sv_log(l < 0 ? SV_LOG_INFO : l, NULL, "%s", msg);
 }
 
 static struct MHD_Daemon *start_daemon(sv_server *srv, const ferry_serve_options *o)
@@ -117,18 +132,17 @@ static struct MHD_Daemon *start_daemon(sv_server *srv, const ferry_serve_options
         return NULL;
     }
     struct MHD_Daemon *d = MHD_start_daemon(
-        flags, (uint16_t)o->port, NULL, NULL, sv_http_access, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_NOTIFY_COMPLETED, sv_http_completed, srv,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->threads,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_SECONDS,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-        MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_END);
+        flags, (uint16_t)o->port, NULL, NULL, sv_http_access, srv, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, NULL, MHD_OPTION_NOTIFY_COMPLETED, sv_http_completed, srv,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o->threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_SECONDS,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        1024u, MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_END);
     if (!d)
-        fy_error(FERRY_E_IO, "could not listen on %s port %d (in use, or not an address of this "
-                 "machine?)", o->host, o->port);
+        fy_error(FERRY_E_IO,
+                 "could not listen on %s port %d (in use, or not an address of this "
+                 "machine?)",
+                 o->host, o->port);
     return d;
 }
 
@@ -185,11 +199,17 @@ ferry_status ferry_serve_run(const ferry_serve_options *opts)
     }
     srv->max_body = (size_t)(o.max_body_mb * 1024 * 1024);
     srv->started = sv_now();
-    sv_manager_options mo = {.repo = o.repo, .poll_seconds = o.poll_seconds > 0 ? o.poll_seconds : 0,
+    sv_manager_options mo = {.repo = o.repo,
+                             .poll_seconds = o.poll_seconds > 0 ? o.poll_seconds : 0,
                              .session_threads = o.session_threads};
     if ((rc = sv_manager_create(&mo, &srv->manager)) != FERRY_OK) goto out;
+    sv_manager_set_logger(srv->manager, manager_log, NULL);
     sv_log(SV_LOG_INFO, NULL, "loading model repository %s", o.repo);
     if ((rc = sv_manager_start(srv->manager)) != FERRY_OK) goto out;
+    if (sv_http_watcher_start() != 0) {
+        rc = fy_error(FERRY_E_INTERNAL, "could not start the disconnect watcher thread");
+        goto out;
+    }
     d = start_daemon(srv, &o);
     if (!d) {
         rc = FERRY_E_IO;
@@ -215,13 +235,14 @@ ferry_status ferry_serve_run(const ferry_serve_options *opts)
         return FERRY_OK;
     }
     d = NULL;
-    sv_log(SV_LOG_INFO, NULL, "stopped");
 out:
     if (d) MHD_stop_daemon(d);
+    sv_http_watcher_stop();
     if (srv) {
         if (srv->manager) sv_manager_free(srv->manager);
         free(srv);
     }
+    if (rc == FERRY_OK) sv_log(SV_LOG_INFO, NULL, "stopped");
     json_decref(config_root);
     return rc;
 }

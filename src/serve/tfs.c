@@ -9,7 +9,8 @@
 #include "serve/codec.h"
 #include "serve/http.h"
 
-static int bad(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int bad(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int bad(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
@@ -66,7 +67,8 @@ static int check_against_model(const ferry_io_info *io, const int64_t *dims, int
 }
 
 /* Adds one decoded input; the value then belongs to d. */
-static int add_input(sv_decoded *d, const ferry_io_info *io, ferry_value *t, char *err, size_t errlen)
+static int add_input(sv_decoded *d, const ferry_io_info *io, ferry_value *t, char *err,
+                     size_t errlen)
 {
     for (int j = 0; j < d->n_inputs; j++)
         if (d->input_names[j] == io->name) {
@@ -117,14 +119,17 @@ static int stack_instances(sv_decoded *d, const ferry_io_info *io, const sj_val 
         return bad(err, errlen, "input '%s': %s", io->name, ferry_last_error());
     if (add_input(d, io, t, err, errlen)) return 400;
     int64_t row = 1;
-    for (int j = 1; j < rank; j++) row *= dims[j];
+    for (int j = 1; j < rank; j++)
+        row *= dims[j];
     int64_t i = 0;
     for (const sj_val *inst = instances->u.first; inst; inst = inst->next, i++) {
         const sj_val *v = inst->type == SJ_OBJ ? sj_get(inst, io->name) : NULL;
         if (!v) return bad(err, errlen, "instance %lld has no input '%s'", (long long)i, io->name);
         if (check_regular(v, dims + 1, rank - 1, 0))
-            return bad(err, errlen, "instance %lld: input '%s' has a different shape than in "
-                       "instance 0", (long long)i, io->name);
+            return bad(err, errlen,
+                       "instance %lld: input '%s' has a different shape than in "
+                       "instance 0",
+                       (long long)i, io->name);
         char e2[256];
         if (sv_fill_part(v, t, i * row, row, e2, sizeof(e2)))
             return bad(err, errlen, "instance %lld, input '%s': %s", (long long)i, io->name, e2);
@@ -132,13 +137,10 @@ static int stack_instances(sv_decoded *d, const ferry_io_info *io, const sj_val 
     return 0;
 }
 
-static int is_b64(const sj_val *v)
-{
-    return v->type == SJ_OBJ && v->n == 1 && sj_get(v, "b64");
-}
+static int is_b64(const sj_val *v) { return v->type == SJ_OBJ && v->n == 1 && sj_get(v, "b64"); }
 
-int sv_tfs_decode(sv_arena *a, char *body, size_t len, const sv_sig *sig, sv_decoded *d,
-                  char *err, size_t errlen)
+int sv_tfs_decode(sv_arena *a, char *body, size_t len, const sv_sig *sig, sv_decoded *d, char *err,
+                  size_t errlen)
 {
     memset(d, 0, sizeof(*d));
     if (!body || !len) return bad(err, errlen, "empty request body; expected a JSON object");
@@ -150,7 +152,8 @@ int sv_tfs_decode(sv_arena *a, char *body, size_t len, const sv_sig *sig, sv_dec
         return bad(err, errlen, "unknown signature_name; ferry models have \"serving_default\"");
     const sj_val *inst = sj_get(root, "instances"), *cols = sj_get(root, "inputs");
     if (!!inst == !!cols)
-        return bad(err, errlen, "the request needs exactly one of \"instances\" (row format) or "
+        return bad(err, errlen,
+                   "the request needs exactly one of \"instances\" (row format) or "
                    "\"inputs\" (columnar format)");
     d->input_names = sv_arena_alloc(a, sizeof(char *) * (size_t)(sig->n_inputs + 1));
     d->inputs = sv_arena_alloc(a, sizeof(ferry_value *) * (size_t)(sig->n_inputs + 1));
@@ -164,14 +167,17 @@ int sv_tfs_decode(sv_arena *a, char *body, size_t len, const sv_sig *sig, sv_dec
                 if (find_input(sig, m->key) < 0)
                     return bad(err, errlen, "unknown input '%s'", m->key);
             for (int k = 0; k < sig->n_inputs && !rc; k++) {
-                if (sig->inputs[k].optional && !sj_get(inst->u.first, sig->inputs[k].name)) continue;
+                if (sig->inputs[k].optional && !sj_get(inst->u.first, sig->inputs[k].name))
+                    continue;
                 rc = stack_instances(d, &sig->inputs[k], inst, err, errlen);
             }
             if (rc) return rc;
         } else {
             if (sig->n_inputs != 1)
-                return bad(err, errlen, "the model has %d inputs: name them in each instance "
-                           "({\"input\": value, ...})", sig->n_inputs);
+                return bad(err, errlen,
+                           "the model has %d inputs: name them in each instance "
+                           "({\"input\": value, ...})",
+                           sig->n_inputs);
             rc = tensor_from_json(d, &sig->inputs[0], inst, err, errlen);
             if (rc) return rc;
         }
@@ -186,8 +192,10 @@ int sv_tfs_decode(sv_arena *a, char *body, size_t len, const sv_sig *sig, sv_dec
             if (rc) return rc;
         } else {
             if (sig->n_inputs != 1)
-                return bad(err, errlen, "the model has %d inputs: pass \"inputs\" as an object of "
-                           "named tensors", sig->n_inputs);
+                return bad(err, errlen,
+                           "the model has %d inputs: pass \"inputs\" as an object of "
+                           "named tensors",
+                           sig->n_inputs);
             rc = tensor_from_json(d, &sig->inputs[0], cols, err, errlen);
             if (rc) return rc;
         }
@@ -195,7 +203,8 @@ int sv_tfs_decode(sv_arena *a, char *body, size_t len, const sv_sig *sig, sv_dec
     for (int k = 0; k < sig->n_inputs; k++) {
         if (sig->inputs[k].optional) continue;
         int found = 0;
-        for (int j = 0; j < d->n_inputs; j++) found |= d->input_names[j] == sig->inputs[k].name;
+        for (int j = 0; j < d->n_inputs; j++)
+            found |= d->input_names[j] == sig->inputs[k].name;
         if (!found) return bad(err, errlen, "missing input '%s'", sig->inputs[k].name);
     }
     return 0;
@@ -233,7 +242,8 @@ static void put_nested(sv_buf *out, const ferry_value *t, int dim, int64_t offse
         return;
     }
     int64_t inner = 1;
-    for (int j = dim + 1; j < rank; j++) inner *= dims[j];
+    for (int j = dim + 1; j < rank; j++)
+        inner *= dims[j];
     sv_buf_putc(out, '[');
     if (dim == rank - 1 && !b64) {
         sv_put_elements(out, t, offset, dims[dim]);
@@ -250,7 +260,8 @@ static void put_nested(sv_buf *out, const ferry_value *t, int dim, int64_t offse
 static int wants_b64(const char *name, const ferry_value *t)
 {
     size_t n = strlen(name);
-    return ferry_tensor_dtype(t) == FERRY_DTYPE_STRING && n >= 6 && strcmp(name + n - 6, "_bytes") == 0;
+    return ferry_tensor_dtype(t) == FERRY_DTYPE_STRING && n >= 6 &&
+           strcmp(name + n - 6, "_bytes") == 0;
 }
 
 void sv_tfs_encode(sv_buf *out, const sv_decoded *d, int n_results, const char *const *names,
@@ -294,7 +305,8 @@ void sv_tfs_encode(sv_buf *out, const sv_decoded *d, int n_results, const char *
                 int rank = ferry_tensor_rank(t);
                 if (rank > 0 && ferry_tensor_dims(t)[0] == rows) {
                     int64_t inner = 1;
-                    for (int j = 1; j < rank; j++) inner *= ferry_tensor_dims(t)[j];
+                    for (int j = 1; j < rank; j++)
+                        inner *= ferry_tensor_dims(t)[j];
                     put_nested(out, t, 1, r * inner, wants_b64(names[i], t));
                 } else {
                     put_nested(out, t, 0, 0, wants_b64(names[i], t));
@@ -313,7 +325,7 @@ typedef struct status_ctx {
     const char *model;
     int64_t version; /* 0 = all */
     json_t *arr;
-    int seen;        /* any version of the model at all */
+    int seen; /* any version of the model at all */
 } status_ctx;
 
 static const char *tfs_state(const char *state)
@@ -333,10 +345,10 @@ static void collect_status(void *ctx, const sv_index_entry *e)
     char v[24];
     snprintf(v, sizeof(v), "%lld", (long long)e->version);
     int ok = strcmp(e->state, "READY") == 0 || strcmp(e->state, "LOADING") == 0;
-    json_array_append_new(
-        c->arr, json_pack("{s:s, s:s, s:{s:s, s:s}}", "version", v, "state", tfs_state(e->state),
-                          "status", "error_code", ok ? "OK" : "UNKNOWN", "error_message",
-                          e->reason ? e->reason : ""));
+    json_array_append_new(c->arr, json_pack("{s:s, s:s, s:{s:s, s:s}}", "version", v, "state",
+                                            tfs_state(e->state), "status", "error_code",
+                                            ok ? "OK" : "UNKNOWN", "error_message",
+                                            e->reason ? e->reason : ""));
 }
 
 int sv_tfs_status(sv_http *h)
@@ -355,7 +367,8 @@ int sv_tfs_status(sv_http *h)
     sv_manager_foreach(h->srv->manager, collect_status, &c);
     if (!json_array_size(c.arr)) {
         json_decref(c.arr);
-        if (!c.seen) return sv_http_error(h, 404, "Could not find any versions of model %s", h->model);
+        if (!c.seen)
+            return sv_http_error(h, 404, "Could not find any versions of model %s", h->model);
         return sv_http_error(h, 404, "Could not find version %lld of model %s",
                              (long long)h->version, h->model);
     }
@@ -396,10 +409,11 @@ int sv_tfs_metadata(sv_http *h)
     snprintf(ver, sizeof(ver), "%lld", (long long)sv_version_number(v));
     json_t *sig = json_pack("{s:o, s:o, s:s}", "inputs", ins, "outputs", outs, "method_name",
                             "tensorflow/serving/predict");
-    return sv_http_json(h, 200, json_pack("{s:{s:s, s:s, s:s}, s:{s:{s:{s:o}}}}", "model_spec",
-                                          "name", sv_version_model_name(v), "signature_name", "",
-                                          "version", ver, "metadata", "signature_def",
-                                          "signature_def", "serving_default", sig));
+    return sv_http_json(h, 200,
+                        json_pack("{s:{s:s, s:s, s:s}, s:{s:{s:{s:o}}}}", "model_spec", "name",
+                                  sv_version_model_name(v), "signature_name", "", "version", ver,
+                                  "metadata", "signature_def", "signature_def", "serving_default",
+                                  sig));
 }
 
 static int predict_finish(sv_http *h)

@@ -18,13 +18,13 @@ static const struct {
     ferry_dtype t;
     const char *v2, *tfs;
 } dtypes[] = {
-    {FERRY_DTYPE_BOOL, "BOOL", "DT_BOOL"},       {FERRY_DTYPE_U8, "UINT8", "DT_UINT8"},
-    {FERRY_DTYPE_U16, "UINT16", "DT_UINT16"},    {FERRY_DTYPE_U32, "UINT32", "DT_UINT32"},
-    {FERRY_DTYPE_U64, "UINT64", "DT_UINT64"},    {FERRY_DTYPE_I8, "INT8", "DT_INT8"},
-    {FERRY_DTYPE_I16, "INT16", "DT_INT16"},      {FERRY_DTYPE_I32, "INT32", "DT_INT32"},
-    {FERRY_DTYPE_I64, "INT64", "DT_INT64"},      {FERRY_DTYPE_F16, "FP16", "DT_HALF"},
-    {FERRY_DTYPE_F32, "FP32", "DT_FLOAT"},       {FERRY_DTYPE_F64, "FP64", "DT_DOUBLE"},
-    {FERRY_DTYPE_STRING, "BYTES", "DT_STRING"},  {FERRY_DTYPE_BF16, "BF16", "DT_BFLOAT16"},
+    {FERRY_DTYPE_BOOL, "BOOL", "DT_BOOL"},      {FERRY_DTYPE_U8, "UINT8", "DT_UINT8"},
+    {FERRY_DTYPE_U16, "UINT16", "DT_UINT16"},   {FERRY_DTYPE_U32, "UINT32", "DT_UINT32"},
+    {FERRY_DTYPE_U64, "UINT64", "DT_UINT64"},   {FERRY_DTYPE_I8, "INT8", "DT_INT8"},
+    {FERRY_DTYPE_I16, "INT16", "DT_INT16"},     {FERRY_DTYPE_I32, "INT32", "DT_INT32"},
+    {FERRY_DTYPE_I64, "INT64", "DT_INT64"},     {FERRY_DTYPE_F16, "FP16", "DT_HALF"},
+    {FERRY_DTYPE_F32, "FP32", "DT_FLOAT"},      {FERRY_DTYPE_F64, "FP64", "DT_DOUBLE"},
+    {FERRY_DTYPE_STRING, "BYTES", "DT_STRING"}, {FERRY_DTYPE_BF16, "BF16", "DT_BFLOAT16"},
 };
 enum { N_DTYPES = (int)(sizeof(dtypes) / sizeof(dtypes[0])) };
 
@@ -141,13 +141,20 @@ static int b64_decode(const char *s, size_t n, unsigned char *out, size_t *out_l
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         int v;
-        if (c >= 'A' && c <= 'Z') v = c - 'A';
-        else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-        else if (c >= '0' && c <= '9') v = c - '0' + 52;
-        else if (c == '+' || c == '-') v = 62;
-        else if (c == '/' || c == '_') v = 63;
-        else if (c == '=') break;
-        else return -1;
+        if (c >= 'A' && c <= 'Z')
+            v = c - 'A';
+        else if (c >= 'a' && c <= 'z')
+            v = c - 'a' + 26;
+        else if (c >= '0' && c <= '9')
+            v = c - '0' + 52;
+        else if (c == '+' || c == '-')
+            v = 62;
+        else if (c == '/' || c == '_')
+            v = 63;
+        else if (c == '=')
+            break;
+        else
+            return -1;
         acc = acc << 6 | (unsigned)v;
         bits += 6;
         if (bits >= 8) {
@@ -189,9 +196,12 @@ static int fill_scalar(fill_ctx *f, const sj_val *v)
         return 0;
     }
     if (f->dt == FERRY_DTYPE_BOOL) {
-        if (v->type == SJ_TRUE || v->type == SJ_FALSE) f->data[i] = v->type == SJ_TRUE;
-        else if (v->type == SJ_NUM && (v->u.d == 0 || v->u.d == 1)) f->data[i] = v->u.d == 1;
-        else return fill_fail(f, "expected true or false for BOOL");
+        if (v->type == SJ_TRUE || v->type == SJ_FALSE)
+            f->data[i] = v->type == SJ_TRUE;
+        else if (v->type == SJ_NUM && (v->u.d == 0 || v->u.d == 1))
+            f->data[i] = v->u.d == 1;
+        else
+            return fill_fail(f, "expected true or false for BOOL");
         f->pos++;
         return 0;
     }
@@ -209,7 +219,8 @@ static int fill_scalar(fill_ctx *f, const sj_val *v)
             iv = v->i;
         } else if (d == floor(d) && d >= -9.2233720368547758e18 && d < 9.2233720368547758e18) {
             iv = (int64_t)d;
-        } else if (f->dt == FERRY_DTYPE_U64 && d == floor(d) && d >= 0 && d < 1.8446744073709552e19) {
+        } else if (f->dt == FERRY_DTYPE_U64 && d == floor(d) && d >= 0 &&
+                   d < 1.8446744073709552e19) {
             ((uint64_t *)f->data)[i] = (uint64_t)d;
             break;
         } else {
@@ -246,7 +257,8 @@ static int fill_scalar(fill_ctx *f, const sj_val *v)
 
 static int fill_packed(fill_ctx *f, const sj_val *arr)
 {
-    if (arr->approx && (f->dt == FERRY_DTYPE_F64 || f->dt == FERRY_DTYPE_I64 || f->dt == FERRY_DTYPE_U64)) {
+    if (arr->approx &&
+        (f->dt == FERRY_DTYPE_F64 || f->dt == FERRY_DTYPE_I64 || f->dt == FERRY_DTYPE_U64)) {
         /* Some values were only parsed to within an ulp: read the text again, exactly. */
         char *copy = malloc(arr->txtlen);
         if (!copy) return fill_fail(f, "out of memory");
@@ -262,9 +274,11 @@ static int fill_packed(fill_ctx *f, const sj_val *arr)
         return rc;
     }
     if (f->dt == FERRY_DTYPE_F32) {
-        if ((int64_t)arr->n > f->count - f->pos) return fill_fail(f, "more data than the shape holds");
+        if ((int64_t)arr->n > f->count - f->pos)
+            return fill_fail(f, "more data than the shape holds");
         float *p = (float *)f->data + f->pos;
-        for (uint32_t i = 0; i < arr->n; i++) p[i] = (float)arr->u.nums[i];
+        for (uint32_t i = 0; i < arr->n; i++)
+            p[i] = (float)arr->u.nums[i];
         f->pos += arr->n;
         return 0;
     }
@@ -303,8 +317,13 @@ static int fill_rec(fill_ctx *f, const sj_val *arr)
 int sv_fill_part(const sj_val *data, ferry_value *t, int64_t from, int64_t n, char *err,
                  size_t errlen)
 {
-    fill_ctx f = {.t = t, .dt = ferry_tensor_dtype(t), .data = ferry_tensor_data(t), .pos = from,
-                  .count = from + n, .err = err, .errlen = errlen};
+    fill_ctx f = {.t = t,
+                  .dt = ferry_tensor_dtype(t),
+                  .data = ferry_tensor_data(t),
+                  .pos = from,
+                  .count = from + n,
+                  .err = err,
+                  .errlen = errlen};
     int rc = data->type == SJ_ARR ? fill_rec(&f, data) : fill_scalar(&f, data);
     if (rc) return rc;
     if (f.pos != f.count) {
@@ -346,7 +365,8 @@ static void list_names(char *buf, size_t len, const ferry_io_info *ios, int n)
         o += (size_t)snprintf(buf + o, len - o, "%s%s", i ? ", " : "", ios[i].name);
 }
 
-static int bad(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int bad(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int bad(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
@@ -370,34 +390,86 @@ static int take_binary(ferry_value *t, const unsigned char **bin, size_t *left, 
                        const char *name, char *err, size_t errlen)
 {
     if (nbytes < 0 || (uint64_t)nbytes > *left)
-        return bad(err, errlen, "input '%s': binary_data_size %lld exceeds the %zu bytes of binary "
-                   "data left in the body", name, (long long)nbytes, *left);
+        return bad(err, errlen,
+                   "input '%s': binary_data_size %lld exceeds the %zu bytes of binary "
+                   "data left in the body",
+                   name, (long long)nbytes, *left);
     const unsigned char *p = *bin;
     if (ferry_tensor_dtype(t) == FERRY_DTYPE_STRING) {
         int64_t count = ferry_tensor_count(t), off = 0;
         for (int64_t i = 0; i < count; i++) {
             if (nbytes - off < 4)
-                return bad(err, errlen, "input '%s': BYTES element %lld is truncated", name, (long long)i);
+                return bad(err, errlen, "input '%s': BYTES element %lld is truncated", name,
+                           (long long)i);
             uint32_t n = (uint32_t)p[off] | (uint32_t)p[off + 1] << 8 | (uint32_t)p[off + 2] << 16 |
                          (uint32_t)p[off + 3] << 24;
             off += 4;
             if ((uint64_t)(nbytes - off) < n)
-                return bad(err, errlen, "input '%s': BYTES element %lld is truncated", name, (long long)i);
+                return bad(err, errlen, "input '%s': BYTES element %lld is truncated", name,
+                           (long long)i);
             if (ferry_tensor_set_string(t, i, (const char *)p + off, n) != FERRY_OK)
-                return bad(err, errlen, "input '%s': could not store element %lld", name, (long long)i);
+                return bad(err, errlen, "input '%s': could not store element %lld", name,
+                           (long long)i);
             off += n;
         }
         if (off != nbytes)
-            return bad(err, errlen, "input '%s': binary_data_size %lld does not match its %lld "
-                       "BYTES elements", name, (long long)nbytes, (long long)count);
+            return bad(err, errlen,
+                       "input '%s': binary_data_size %lld does not match its %lld "
+                       "BYTES elements",
+                       name, (long long)nbytes, (long long)count);
     } else {
         if ((uint64_t)nbytes != ferry_tensor_nbytes(t))
-            return bad(err, errlen, "input '%s': binary_data_size is %lld bytes, the shape and "
-                       "datatype need %zu", name, (long long)nbytes, ferry_tensor_nbytes(t));
+            return bad(err, errlen,
+                       "input '%s': binary_data_size is %lld bytes, the shape and "
+                       "datatype need %zu",
+                       name, (long long)nbytes, ferry_tensor_nbytes(t));
         if (nbytes) memcpy(ferry_tensor_data(t), p, (size_t)nbytes);
     }
     *bin += nbytes;
     *left -= (size_t)nbytes;
+    return 0;
+}
+
+/* The binary extension's raw form (Inference-Header-Content-Length: 0): the whole body is the
+ * one input's tensor at batch 1, and every output comes back binary. The input's shape must be
+ * known apart from a leading batch dimension. */
+static int decode_raw(sv_arena *a, const char *body, size_t len, const sv_sig *sig, sv_decoded *d,
+                      char *err, size_t errlen)
+{
+    if (sig->n_inputs != 1)
+        return bad(err, errlen,
+                   "a raw binary body (Inference-Header-Content-Length: 0) needs a "
+                   "model with one input; this one has %d",
+                   sig->n_inputs);
+    const ferry_io_info *io = &sig->inputs[0];
+    if (io->rank < 0 || io->dtype == FERRY_DTYPE_STRING || !ferry_dtype_size(io->dtype))
+        return bad(err, errlen,
+                   "a raw binary body needs an input of known shape and a fixed-size "
+                   "datatype; send a JSON header instead");
+    int64_t dims[FERRY_MAX_RANK];
+    for (int j = 0; j < io->rank; j++) {
+        dims[j] = io->dims[j];
+        if (dims[j] < 0 && j == 0) dims[j] = 1;
+        if (dims[j] < 0)
+            return bad(err, errlen,
+                       "a raw binary body cannot say the size of dim %d of input "
+                       "'%s'; send a JSON header instead",
+                       j, io->name);
+    }
+    d->input_names = sv_arena_alloc(a, sizeof(char *));
+    d->inputs = sv_arena_alloc(a, sizeof(ferry_value *));
+    if (!d->input_names || !d->inputs) return bad(err, errlen, "out of memory");
+    ferry_value *t;
+    if (ferry_tensor_create(io->dtype, io->rank, dims, &t) != FERRY_OK)
+        return bad(err, errlen, "input '%s': %s", io->name, ferry_last_error());
+    d->input_names[0] = io->name;
+    d->inputs[0] = t;
+    d->n_inputs = 1;
+    if (len != ferry_tensor_nbytes(t))
+        return bad(err, errlen, "raw binary body has %zu bytes, input '%s' at batch 1 needs %zu",
+                   len, io->name, ferry_tensor_nbytes(t));
+    if (len) memcpy(ferry_tensor_data(t), body, len);
+    d->binary_default = 1;
     return 0;
 }
 
@@ -406,13 +478,13 @@ int sv_v2_decode(sv_arena *a, char *body, size_t len, int64_t header_len, const 
 {
     memset(d, 0, sizeof(*d));
     size_t jlen = len;
-    if (header_len == 0)
-        return bad(err, errlen, "a raw binary body (Inference-Header-Content-Length: 0) is not "
-                   "supported; send a JSON header before the binary tensors");
+    if (header_len == 0) return decode_raw(a, body, len, sig, d, err, errlen);
     if (header_len > 0) {
         if ((uint64_t)header_len > len)
-            return bad(err, errlen, "Inference-Header-Content-Length %lld is larger than the body "
-                       "(%zu bytes)", (long long)header_len, len);
+            return bad(err, errlen,
+                       "Inference-Header-Content-Length %lld is larger than the body "
+                       "(%zu bytes)",
+                       (long long)header_len, len);
         jlen = (size_t)header_len;
     }
     if (!body || jlen == 0) return bad(err, errlen, "empty request body; expected a JSON object");
@@ -436,7 +508,8 @@ int sv_v2_decode(sv_arena *a, char *body, size_t len, int64_t header_len, const 
         const sj_val *t = sj_get(params, "timeout");
         if (t) {
             if (t->type != SJ_NUM || !(t->u.d > 0) || t->u.d > 1e15)
-                return bad(err, errlen, "parameters.timeout must be a positive number of microseconds");
+                return bad(err, errlen,
+                           "parameters.timeout must be a positive number of microseconds");
             d->timeout_s = t->u.d * 1e-6;
         }
     }
@@ -457,7 +530,8 @@ int sv_v2_decode(sv_arena *a, char *body, size_t len, int64_t header_len, const 
         int k = find_io(sig->inputs, sig->n_inputs, name->u.s);
         if (k < 0) {
             list_names(names, sizeof(names), sig->inputs, sig->n_inputs);
-            return bad(err, errlen, "unknown input '%s'; the model's inputs are: %s", name->u.s, names);
+            return bad(err, errlen, "unknown input '%s'; the model's inputs are: %s", name->u.s,
+                       names);
         }
         const ferry_io_info *io = &sig->inputs[k];
         for (int j = 0; j < d->n_inputs; j++)
@@ -483,7 +557,8 @@ int sv_v2_decode(sv_arena *a, char *body, size_t len, int64_t header_len, const 
         uint64_t count = 1;
         for (const sj_val *s = shape->u.first; s; s = s->next) {
             if (s->type != SJ_NUM || !s->is_int || s->i < 0 || s->i > ((int64_t)1 << 40))
-                return bad(err, errlen, "input '%s': shape must hold non-negative integers", io->name);
+                return bad(err, errlen, "input '%s': shape must hold non-negative integers",
+                           io->name);
             dims[rank++] = s->i;
             count *= (uint64_t)s->i;
             if (count > ((uint64_t)1 << 40))
@@ -502,13 +577,15 @@ int sv_v2_decode(sv_arena *a, char *body, size_t len, int64_t header_len, const 
         const sj_val *bsize = ip && ip->type == SJ_OBJ ? sj_get(ip, "binary_data_size") : NULL;
         const sj_val *data = sj_get(in, "data");
         if (!bsize && !data)
-            return bad(err, errlen, "input '%s' has neither \"data\" nor parameters.binary_data_size",
-                       io->name);
+            return bad(err, errlen,
+                       "input '%s' has neither \"data\" nor parameters.binary_data_size", io->name);
         /* Element count against what the body can hold, before allocating: every JSON element
          * takes at least one byte, every binary one at least one (or four for BYTES). */
         if (count > (uint64_t)len + 1 && !(count == 0))
-            return bad(err, errlen, "input '%s': shape holds %llu elements, more than the body "
-                       "carries", io->name, (unsigned long long)count);
+            return bad(err, errlen,
+                       "input '%s': shape holds %llu elements, more than the body "
+                       "carries",
+                       io->name, (unsigned long long)count);
         ferry_value *tv;
         if (ferry_tensor_create(t, rank, dims, &tv) != FERRY_OK)
             return bad(err, errlen, "input '%s': %s", io->name, ferry_last_error());
@@ -516,7 +593,8 @@ int sv_v2_decode(sv_arena *a, char *body, size_t len, int64_t header_len, const 
         d->inputs[d->n_inputs++] = tv;
         if (bsize) {
             if (bsize->type != SJ_NUM || !bsize->is_int)
-                return bad(err, errlen, "input '%s': binary_data_size must be an integer", io->name);
+                return bad(err, errlen, "input '%s': binary_data_size must be an integer",
+                           io->name);
             int rc = take_binary(tv, &bin, &bin_left, bsize->i, io->name, err, errlen);
             if (rc) return rc;
         } else {
@@ -526,19 +604,23 @@ int sv_v2_decode(sv_arena *a, char *body, size_t len, int64_t header_len, const 
         }
     }
     if (bin_left)
-        return bad(err, errlen, "%zu bytes of binary data follow the JSON header but no input "
-                   "claims them (binary_data_size)", bin_left);
+        return bad(err, errlen,
+                   "%zu bytes of binary data follow the JSON header but no input "
+                   "claims them (binary_data_size)",
+                   bin_left);
     for (int k = 0; k < sig->n_inputs; k++) {
         if (sig->inputs[k].optional) continue;
         int found = 0;
-        for (int j = 0; j < d->n_inputs; j++) found |= d->input_names[j] == sig->inputs[k].name;
+        for (int j = 0; j < d->n_inputs; j++)
+            found |= d->input_names[j] == sig->inputs[k].name;
         if (!found) return bad(err, errlen, "missing input '%s'", sig->inputs[k].name);
     }
     const sj_val *outs = sj_get(root, "outputs");
     if (outs) {
         if (outs->type != SJ_ARR) return bad(err, errlen, "\"outputs\" must be an array");
         if (outs->n > (uint32_t)sig->n_outputs)
-            return bad(err, errlen, "%u outputs requested, the model has %d", outs->n, sig->n_outputs);
+            return bad(err, errlen, "%u outputs requested, the model has %d", outs->n,
+                       sig->n_outputs);
         d->output_names = sv_arena_alloc(a, sizeof(char *) * (outs->n + 1));
         d->output_binary = sv_arena_alloc(a, outs->n + 1);
         if (!d->output_names || !d->output_binary) return bad(err, errlen, "out of memory");
@@ -622,7 +704,8 @@ static size_t binary_size(const ferry_value *t)
     if (ferry_tensor_dtype(t) != FERRY_DTYPE_STRING) return ferry_tensor_nbytes(t);
     size_t n = 0;
     char *const *s = ferry_tensor_cdata(t);
-    for (int64_t i = 0; i < ferry_tensor_count(t); i++) n += 4 + strlen(s[i]);
+    for (int64_t i = 0; i < ferry_tensor_count(t); i++)
+        n += 4 + strlen(s[i]);
     return n;
 }
 
@@ -672,7 +755,8 @@ void sv_v2_encode(sv_buf *out, const char *model, int64_t version, const sv_deco
     *json_len = (int64_t)out->len;
     for (int i = 0; i < n_results; i++) {
         const ferry_value *t = results[i];
-        if (ferry_value_get_kind(t) != FERRY_VALUE_TENSOR || !output_is_binary(d, names[i])) continue;
+        if (ferry_value_get_kind(t) != FERRY_VALUE_TENSOR || !output_is_binary(d, names[i]))
+            continue;
         if (ferry_tensor_dtype(t) == FERRY_DTYPE_STRING) {
             char *const *s = ferry_tensor_cdata(t);
             for (int64_t k = 0; k < ferry_tensor_count(t); k++) {
@@ -695,8 +779,10 @@ int sv_sig_of(sv_arena *a, const ferry_model *m, sv_sig *sig)
     sig->inputs = sv_arena_alloc(a, sizeof(ferry_io_info) * (size_t)(sig->n_inputs + 1));
     sig->outputs = sv_arena_alloc(a, sizeof(ferry_io_info) * (size_t)(sig->n_outputs + 1));
     if (!sig->inputs || !sig->outputs) return -1;
-    for (int i = 0; i < sig->n_inputs; i++) ferry_model_input(m, i, &sig->inputs[i]);
-    for (int i = 0; i < sig->n_outputs; i++) ferry_model_output(m, i, &sig->outputs[i]);
+    for (int i = 0; i < sig->n_inputs; i++)
+        ferry_model_input(m, i, &sig->inputs[i]);
+    for (int i = 0; i < sig->n_outputs; i++)
+        ferry_model_output(m, i, &sig->outputs[i]);
     return 0;
 }
 
@@ -718,9 +804,10 @@ int sv_v2_health_ready(sv_http *h)
 
 int sv_v2_server_metadata(sv_http *h)
 {
-    return sv_http_json(h, 200, json_pack("{s:s, s:s, s:[s,s,s,s]}", "name", "ferry", "version",
-                                          "0.1.0", "extensions", "binary_tensor_data",
-                                          "model_repository", "statistics", "model_configuration"));
+    return sv_http_json(h, 200,
+                        json_pack("{s:s, s:s, s:[s,s,s,s]}", "name", "ferry", "version", "0.1.0",
+                                  "extensions", "binary_tensor_data", "model_repository",
+                                  "statistics", "model_configuration"));
 }
 
 static json_t *io_json(const ferry_io_info *io, int drop_batch, int triton_config)
@@ -731,10 +818,12 @@ static json_t *io_json(const ferry_io_info *io, int drop_batch, int triton_confi
     const char *dn = sv_v2_dtype_name(io->dtype);
     if (triton_config) {
         char tn[32];
-        snprintf(tn, sizeof(tn), "TYPE_%s", dn ? (strcmp(dn, "BYTES") == 0 ? "STRING" : dn) : "INVALID");
+        snprintf(tn, sizeof(tn), "TYPE_%s",
+                 dn ? (strcmp(dn, "BYTES") == 0 ? "STRING" : dn) : "INVALID");
         return json_pack("{s:s, s:s, s:o}", "name", io->name, "data_type", tn, "dims", shape);
     }
-    return json_pack("{s:s, s:s, s:o}", "name", io->name, "datatype", dn ? dn : "BYTES", "shape", shape);
+    return json_pack("{s:s, s:s, s:o}", "name", io->name, "datatype", dn ? dn : "BYTES", "shape",
+                     shape);
 }
 
 typedef struct versions_ctx {
@@ -771,9 +860,10 @@ int sv_v2_model_metadata(sv_http *h)
     }
     versions_ctx vc = {sv_version_model_name(v), json_array()};
     sv_manager_foreach(h->srv->manager, collect_versions, &vc);
-    return sv_http_json(h, 200, json_pack("{s:s, s:o, s:s, s:o, s:o}", "name",
-                                          sv_version_model_name(v), "versions", vc.arr, "platform",
-                                          "onnx", "inputs", ins, "outputs", outs));
+    return sv_http_json(h, 200,
+                        json_pack("{s:s, s:o, s:s, s:o, s:o}", "name", sv_version_model_name(v),
+                                  "versions", vc.arr, "platform", "onnx", "inputs", ins, "outputs",
+                                  outs));
 }
 
 int sv_v2_model_ready(sv_http *h)
@@ -847,16 +937,16 @@ static void collect_stats(void *ctx, const sv_index_entry *e)
     uint64_t ok = atomic_load(&s->requests_ok), failed = atomic_load(&s->requests_failed);
     double q = sv_hist_sum(&s->queue_seconds), comp = sv_hist_sum(&s->compute_seconds);
     uint64_t qn = atomic_load(&s->queue_seconds.count), cn = atomic_load(&s->compute_seconds.count);
-    json_t *inf = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "success", duration(ok, q + comp),
-                            "fail", duration(failed, 0), "queue", duration(qn, q), "compute_input",
-                            duration(cn, 0), "compute_infer", duration(cn, comp), "compute_output",
-                            duration(cn, 0));
+    json_t *inf =
+        json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "success", duration(ok, q + comp), "fail",
+                  duration(failed, 0), "queue", duration(qn, q), "compute_input", duration(cn, 0),
+                  "compute_infer", duration(cn, comp), "compute_output", duration(cn, 0));
     json_array_append_new(
-        c->arr, json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:[]}", "name", e->model, "version", v,
-                          "last_inference", (json_int_t)atomic_load(&s->last_inference_ms),
-                          "inference_count", (json_int_t)atomic_load(&s->inferences),
-                          "execution_count", (json_int_t)atomic_load(&s->executions),
-                          "inference_stats", inf, "batch_stats"));
+        c->arr,
+        json_pack("{s:s, s:s, s:I, s:I, s:I, s:o, s:[]}", "name", e->model, "version", v,
+                  "last_inference", (json_int_t)atomic_load(&s->last_inference_ms),
+                  "inference_count", (json_int_t)atomic_load(&s->inferences), "execution_count",
+                  (json_int_t)atomic_load(&s->executions), "inference_stats", inf, "batch_stats"));
 }
 
 int sv_v2_model_stats(sv_http *h)
@@ -1001,7 +1091,8 @@ int sv_v2_infer(sv_http *h)
         char *end;
         long long n = strtoll(hl, &end, 10);
         if (end == hl || *end || n < 0)
-            return sv_http_error(h, 400, "Inference-Header-Content-Length must be a non-negative integer");
+            return sv_http_error(h, 400,
+                                 "Inference-Header-Content-Length must be a non-negative integer");
         h->header_len = n;
     }
     sv_sig sig;
@@ -1009,7 +1100,8 @@ int sv_v2_infer(sv_http *h)
     if (!d || sv_sig_of(&h->arena, sv_version_model(v), &sig) != 0)
         return sv_http_error(h, 500, "out of memory");
     char err[768];
-    status = sv_v2_decode(&h->arena, h->body, h->body_len, h->header_len, &sig, d, err, sizeof(err));
+    status =
+        sv_v2_decode(&h->arena, h->body, h->body_len, h->header_len, &sig, d, err, sizeof(err));
     if (status) {
         sv_decoded_clear(d);
         return sv_http_error(h, status, "%s", err);

@@ -537,6 +537,62 @@ static void layernorm_pattern_fused(void **state)
     free_pair(p);
 }
 
+/* Scaled dot-product attention in the three shapes exporters write becomes one FusedAttention;
+ * a softmax over another axis is left alone. */
+static void attention_patterns_fused(void **state)
+{
+    const int64_t seq_first[] = {6, 3, 8}, heads[] = {3, 6, 8};
+    const int64_t p102[] = {1, 0, 2}, p120[] = {1, 2, 0}, p021[] = {0, 2, 1};
+    for (int variant = 0; variant < 4; variant++) {
+        mb_model *mb = mb_new(13);
+        mb_input(mb, "x", F32, 3, variant == 0 ? seq_first : heads);
+        scalar_f32(mb, "c", variant == 0 ? 2.0f : 0.35f);
+        mb_node(mb, "Sin", "keys", "x", "k");
+        mb_node(mb, "Cos", "values", "x", "v");
+        int n;
+        if (variant == 0) { /* PyTorch's multi-head attention: [S, N, D] with transposes */
+            n = mb_node(mb, "Transpose", "q_heads", "x", "qt");
+            mb_attr_ints(mb, n, "perm", 3, p102);
+            mb_node(mb, "Div", "q_scaled", "qt,c", "qs");
+            n = mb_node(mb, "Transpose", "k_heads", "k", "kt");
+            mb_attr_ints(mb, n, "perm", 3, p120);
+            n = mb_node(mb, "Transpose", "v_heads", "v", "vt");
+            mb_attr_ints(mb, n, "perm", 3, p102);
+            mb_node(mb, "MatMul", "scores", "qs,kt", "s");
+        } else if (variant == 1 || variant == 3) { /* [N, S, D], K transposed, Mul scale */
+            mb_node(mb, "Mul", "q_scaled", "x,c", "qs");
+            n = mb_node(mb, "Transpose", "k_t", "k", "kt");
+            mb_attr_ints(mb, n, "perm", 3, p021);
+            mb_node(mb, "Identity", "v_plain", "v", "vt");
+            mb_node(mb, "MatMul", "scores", "qs,kt", "s");
+        } else { /* Kᵀ computed directly, no scale */
+            n = mb_node(mb, "Transpose", "x_t", "x", "xt");
+            mb_attr_ints(mb, n, "perm", 3, p021);
+            mb_node(mb, "Sin", "keys_t", "xt", "kt");
+            mb_node(mb, "Identity", "v_plain", "v", "vt");
+            mb_node(mb, "MatMul", "scores", "x,kt", "s");
+        }
+        n = mb_node(mb, "Softmax", "softmax", "s", "p");
+        mb_attr_int(mb, n, "axis", variant == 3 ? 1 : -1);
+        if (variant == 0) {
+            mb_node(mb, "MatMul", "context", "p,vt", "ctx");
+            n = mb_node(mb, "Transpose", "merge", "ctx", "y");
+            mb_attr_ints(mb, n, "perm", 3, p102);
+        } else {
+            mb_node(mb, "MatMul", "context", "p,vt", "y");
+        }
+        mb_output(mb, "y");
+        pair p = load_both(mb);
+        assert_int_equal(count_op(p.opt, "ai.ferry:FusedAttention"), variant == 3 ? 0 : 1);
+        assert_int_equal(count_op(p.opt, "Softmax"), variant == 3 ? 1 : 0);
+        if (variant == 0) assert_int_equal(count_op(p.opt, "Transpose"), 0);
+        ferry_value *x = rand_tensor(3, variant == 0 ? seq_first : heads, 21 + variant);
+        check_same_input(p, "x", x, 1e-5);
+        ferry_value_free(x);
+        free_pair(p);
+    }
+}
+
 static void gelu_patterns_fused(void **state)
 {
     const int64_t dims[] = {3, 10};
@@ -647,6 +703,7 @@ int main(void)
         cmocka_unit_test(matmul_nd_two_unknown_dims_kept),
         cmocka_unit_test(layernorm_pattern_fused),
         cmocka_unit_test(gelu_patterns_fused),
+        cmocka_unit_test(attention_patterns_fused),
         cmocka_unit_test(reference_fused_kernels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

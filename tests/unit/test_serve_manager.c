@@ -460,6 +460,28 @@ static void failed_version_keeps_old_serving(void **state)
     sv_manager_free(m);
 }
 
+static void broken_newest_at_startup_falls_back(void **state)
+{
+    (void)state;
+    add_version("n", 1, 1, 1);
+    char dir[600], path[700];
+    snprintf(dir, sizeof dir, "%s/n/2", repo);
+    mkdirs(dir);
+    snprintf(path, sizeof path, "%s/model.onnx", dir);
+    write_text(path, "truncated");
+    sv_manager *m = start(0);
+    /* latest 1 = the newest version that loads: 1 stands in for the broken 2. */
+    assert_true(sv_manager_ready(m));
+    assert_true(infer(m, "n", 0, NULL) == 1.0f);
+    assert_string_equal(lookup(m, "n", 2).state, "UNAVAILABLE");
+    /* A good 2 replaces the stand-in. */
+    add_version("n", 2, 2, 1);
+    sv_manager_poll(m);
+    assert_true(infer(m, "n", 0, NULL) == 2.0f);
+    assert_string_equal(lookup(m, "n", 1).state, "UNAVAILABLE");
+    sv_manager_free(m);
+}
+
 static void labels_route_and_follow_changes(void **state)
 {
     (void)state;
@@ -469,7 +491,14 @@ static void labels_route_and_follow_changes(void **state)
     /* latest:1 selects 3; the stable label keeps 1 loaded too. */
     assert_true(infer(m, "l", 0, "stable") == 1.0f);
     assert_true(infer(m, "l", 0, "canary") == 3.0f);
-    assert_true(infer(m, "l", 0, NULL) == 3.0f);
+    /* Unaddressed requests go to stable, canary_weight of them to the canary. */
+    int to_canary = 0;
+    for (int i = 0; i < 100; i++) {
+        float y = infer(m, "l", 0, NULL);
+        assert_true(y == 1.0f || y == 3.0f);
+        to_canary += y == 3.0f;
+    }
+    assert_in_range(to_canary, 9, 11);
     int st;
     char err[256], buf[128];
     assert_null(sv_manager_acquire(m, "l", 0, "nightly", &st, err, sizeof err));
@@ -489,6 +518,8 @@ static void labels_route_and_follow_changes(void **state)
     sv_manager_poll(m);
     sv_manager_poll(m);
     assert_true(infer(m, "l", 0, "stable") == 2.0f);
+    assert_true(infer(m, "l", 0, NULL) == 2.0f); /* the default follows stable, not the newest */
+    assert_true(infer(m, "l", 3, NULL) == 3.0f);
     /* A malformed labels.json keeps the previous labels. */
     model_file("l", "labels.json", "{\"stable\": ");
     sv_manager_poll(m);
@@ -599,6 +630,64 @@ static void batches_form_and_split(void **state)
     sv_manager_free(m);
 }
 
+/* The trained Fashion-MNIST MLP: batched answers match the unbatched one and classify the
+ * ankle boot as class 9. */
+static void real_model_batches_match_single_runs(void **state)
+{
+    (void)state;
+    char root[512], src[700], boot[700], dir[600], dst[700];
+    snprintf(root, sizeof root, "%s", __FILE__);
+    char *cut = strstr(root, "/tests/unit/");
+    if (!cut) skip();
+    *cut = 0;
+    snprintf(src, sizeof src, "%s/examples/fashion-mnist/mlp.onnx", root);
+    snprintf(boot, sizeof boot, "%s/examples/fashion-mnist/ankle-boot.npy", root);
+    if (access(src, R_OK) != 0 || access(boot, R_OK) != 0) skip();
+    snprintf(dir, sizeof dir, "%s/mlp/1", repo);
+    mkdirs(dir);
+    snprintf(dst, sizeof dst, "%s/model.onnx", dir);
+    assert_int_equal(symlink(src, dst), 0);
+    sv_manager *m = start(0);
+    int st;
+    char err[256];
+    sv_version *v = sv_manager_acquire(m, "mlp", 0, NULL, &st, err, sizeof err);
+    assert_non_null(v);
+    assert_int_equal(sv_version_max_batch_size(v), SV_DEFAULT_AUTO_BATCH);
+
+    call *c[9];
+    close_gate();
+    for (int i = 0; i < 9; i++) {
+        c[i] = calloc(1, sizeof *c[i]);
+        assert_int_equal(ferry_tensor_load(boot, &c[i]->vals[0]), FERRY_OK);
+        c[i]->names[0] = "input";
+        c[i]->r.n_inputs = 1;
+        c[i]->r.input_names = c[i]->names;
+        c[i]->r.inputs = c[i]->vals;
+        c[i]->r.done = on_done;
+        c[i]->r.ctx = c[i];
+        c[i]->block = i == 0;
+        assert_int_equal(sv_version_submit(v, &c[i]->r), 0);
+        if (i == 0) wait_blocked();
+    }
+    open_gate();
+    for (int i = 0; i < 9; i++) wait_call(c[i]);
+    assert_int_equal(atomic_load(&sv_version_stats_of(v)->executions), 2); /* 1, then 8 */
+    const float *ref = ferry_tensor_cdata(c[0]->r.results[0]);
+    int best = 0;
+    for (int k = 1; k < 10; k++)
+        if (ref[k] > ref[best]) best = k;
+    assert_int_equal(best, 9);
+    for (int i = 1; i < 9; i++) {
+        assert_int_equal(c[i]->r.http_status, 200);
+        assert_string_equal(c[i]->r.result_names[0], "logits");
+        const float *y = ferry_tensor_cdata(c[i]->r.results[0]);
+        for (int k = 0; k < 10; k++) assert_true(y[k] - ref[k] < 1e-4f && ref[k] - y[k] < 1e-4f);
+    }
+    for (int i = 0; i < 9; i++) free_call(c[i]);
+    sv_version_release(v);
+    sv_manager_free(m);
+}
+
 static void validates_inputs(void **state)
 {
     (void)state;
@@ -682,9 +771,11 @@ static void deadlines_cancellation_and_full_queue(void **state)
     assert_int_equal(over->r.http_status, 503);
     assert_non_null(strstr(over->r.error, "queue full"));
     atomic_store(&gone->r.cancelled, 1);
-    usleep(100000);
-    open_gate();
+    /* The expired request is answered at its deadline, while the instance is still busy. */
     wait_call(late);
+    assert_int_equal(late->r.http_status, 504);
+    assert_false(fine->finished);
+    open_gate();
     wait_call(gone);
     wait_call(fine);
     assert_int_equal(late->r.http_status, 504);
@@ -801,9 +892,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(manifest_mismatch_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(unmanifested_waits_for_two_quiet_polls, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_version_keeps_old_serving, setup, teardown),
+        cmocka_unit_test_setup_teardown(broken_newest_at_startup_falls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(labels_route_and_follow_changes, setup, teardown),
         cmocka_unit_test_setup_teardown(swap_while_a_request_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(batches_form_and_split, setup, teardown),
+        cmocka_unit_test_setup_teardown(real_model_batches_match_single_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(validates_inputs, setup, teardown),
         cmocka_unit_test_setup_teardown(deadlines_cancellation_and_full_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(load_unload_cycles_do_not_grow, setup, teardown),

@@ -1,12 +1,12 @@
 /* test_serve_v2.c — ferry serve's request decoding and answer encoding (codec.h, json.h):
  * numbers parse exactly like strtod, nested and flat data, every datatype, the binary tensor
  * extension, TF Serving row and columnar bodies, and the 400s for each kind of bad request. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,10 +17,30 @@
 static const int64_t dims_x[] = {-1, 3}, dims_1[] = {-1};
 static ferry_io_info ins[] = {
     {.name = "x", .kind = FERRY_VALUE_TENSOR, .dtype = FERRY_DTYPE_F32, .rank = 2, .dims = dims_x},
-    {.name = "ids", .kind = FERRY_VALUE_TENSOR, .dtype = FERRY_DTYPE_I64, .rank = 1, .dims = dims_1, .optional = 1},
-    {.name = "s", .kind = FERRY_VALUE_TENSOR, .dtype = FERRY_DTYPE_STRING, .rank = 1, .dims = dims_1, .optional = 1},
-    {.name = "h", .kind = FERRY_VALUE_TENSOR, .dtype = FERRY_DTYPE_F16, .rank = 1, .dims = dims_1, .optional = 1},
-    {.name = "b", .kind = FERRY_VALUE_TENSOR, .dtype = FERRY_DTYPE_BOOL, .rank = 1, .dims = dims_1, .optional = 1},
+    {.name = "ids",
+     .kind = FERRY_VALUE_TENSOR,
+     .dtype = FERRY_DTYPE_I64,
+     .rank = 1,
+     .dims = dims_1,
+     .optional = 1},
+    {.name = "s",
+     .kind = FERRY_VALUE_TENSOR,
+     .dtype = FERRY_DTYPE_STRING,
+     .rank = 1,
+     .dims = dims_1,
+     .optional = 1},
+    {.name = "h",
+     .kind = FERRY_VALUE_TENSOR,
+     .dtype = FERRY_DTYPE_F16,
+     .rank = 1,
+     .dims = dims_1,
+     .optional = 1},
+    {.name = "b",
+     .kind = FERRY_VALUE_TENSOR,
+     .dtype = FERRY_DTYPE_BOOL,
+     .rank = 1,
+     .dims = dims_1,
+     .optional = 1},
 };
 static ferry_io_info outs[] = {
     {.name = "y", .kind = FERRY_VALUE_TENSOR, .dtype = FERRY_DTYPE_F32, .rank = 2, .dims = dims_x},
@@ -39,9 +59,20 @@ static int v2(const char *text, sv_arena *a, sv_decoded *d, char *err)
 static void test_numbers_match_strtod(void **state)
 {
     (void)state;
-    const char *cases[] = {"0", "-0", "1", "0.1", "0.5372549295425415", "1e-7", "3.4028234663852886e38",
-                           "123456789012345678901234567890", "2.2250738585072014e-308", "-1.5E+3",
-                           "0.30000000000000004", "9007199254740993", "1e400", "4.9e-324",
+    const char *cases[] = {"0",
+                           "-0",
+                           "1",
+                           "0.1",
+                           "0.5372549295425415",
+                           "1e-7",
+                           "3.4028234663852886e38",
+                           "123456789012345678901234567890",
+                           "2.2250738585072014e-308",
+                           "-1.5E+3",
+                           "0.30000000000000004",
+                           "9007199254740993",
+                           "1e400",
+                           "4.9e-324",
                            "0.0117647061124444008"};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         sv_arena a = {0};
@@ -77,8 +108,9 @@ static void test_numbers_match_strtod(void **state)
 static void test_malformed_json(void **state)
 {
     (void)state;
-    const char *bad[] = {"", "{", "[1,]", "{\"a\":}", "01", "1.", "-", "\"\\x\"", "\"abc", "[1 2]",
-                         "{\"a\" 1}", "tru", "[1]x", "\"\\ud800\"", "{\"a\":1,}"};
+    const char *bad[] = {"",          "{",   "[1,]",    "{\"a\":}",    "01",
+                         "1.",        "-",   "\"\\x\"", "\"abc",       "[1 2]",
+                         "{\"a\" 1}", "tru", "[1]x",    "\"\\ud800\"", "{\"a\":1,}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         sv_arena a = {0};
         char buf[64], err[128] = "";
@@ -123,13 +155,14 @@ static void test_v2_flat_nested_and_types(void **state)
     sv_arena a = {0};
     sv_decoded d;
     char err[512];
-    int rc = v2("{\"id\":\"r1\",\"inputs\":["
-                "{\"name\":\"x\",\"shape\":[2,3],\"datatype\":\"FP32\",\"data\":[[1,2,3],[4,5.5,-6e1]]},"
-                "{\"name\":\"ids\",\"shape\":[2],\"datatype\":\"INT64\",\"data\":[9007199254740993,-2]},"
-                "{\"name\":\"s\",\"shape\":[2],\"datatype\":\"BYTES\",\"data\":[\"hi\",\"\"]},"
-                "{\"name\":\"h\",\"shape\":[1],\"datatype\":\"FP16\",\"data\":[0.5]},"
-                "{\"name\":\"b\",\"shape\":[2],\"datatype\":\"BOOL\",\"data\":[true,false]}]}",
-                &a, &d, err);
+    int rc =
+        v2("{\"id\":\"r1\",\"inputs\":["
+           "{\"name\":\"x\",\"shape\":[2,3],\"datatype\":\"FP32\",\"data\":[[1,2,3],[4,5.5,-6e1]]},"
+           "{\"name\":\"ids\",\"shape\":[2],\"datatype\":\"INT64\",\"data\":[9007199254740993,-2]},"
+           "{\"name\":\"s\",\"shape\":[2],\"datatype\":\"BYTES\",\"data\":[\"hi\",\"\"]},"
+           "{\"name\":\"h\",\"shape\":[1],\"datatype\":\"FP16\",\"data\":[0.5]},"
+           "{\"name\":\"b\",\"shape\":[2],\"datatype\":\"BOOL\",\"data\":[true,false]}]}",
+           &a, &d, err);
     assert_int_equal(rc, 0);
     assert_int_equal(d.n_inputs, 5);
     assert_string_equal(d.id, "r1");
@@ -146,9 +179,10 @@ static void test_v2_flat_nested_and_types(void **state)
     const char *names[] = {"y"};
     sv_v2_encode(&out, "m", 3, &d, 1, names, d.inputs, &json_len);
     assert_int_equal(json_len, -1);
-    assert_string_equal(out.p, "{\"model_name\":\"m\",\"model_version\":\"3\",\"id\":\"r1\",\"outputs\":"
-                               "[{\"name\":\"y\",\"datatype\":\"FP32\",\"shape\":[2,3],\"data\":"
-                               "[1.0,2.0,3.0,4.0,5.5,-60.0]}]}");
+    assert_string_equal(out.p,
+                        "{\"model_name\":\"m\",\"model_version\":\"3\",\"id\":\"r1\",\"outputs\":"
+                        "[{\"name\":\"y\",\"datatype\":\"FP32\",\"shape\":[2,3],\"data\":"
+                        "[1.0,2.0,3.0,4.0,5.5,-60.0]}]}");
     sv_buf_free(&out);
     sv_decoded_clear(&d);
     sv_arena_free(&a);
@@ -171,32 +205,48 @@ static void test_v2_errors(void **state)
     expect_400("{\"inputs\":[", "malformed JSON");
     expect_400("[]", "JSON object");
     expect_400("{\"inputs\":[]}", "non-empty");
-    expect_400("{\"inputs\":[{\"name\":\"q\",\"shape\":[1,3],\"datatype\":\"FP32\",\"data\":[1,2,3]}]}",
-               "unknown input 'q'");
-    expect_400("{\"inputs\":[{\"name\":\"ids\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[1]}]}",
-               "missing input 'x'");
-    expect_400("{\"inputs\":[{\"name\":\"x\",\"shape\":[1,3],\"datatype\":\"FP64\",\"data\":[1,2,3]}]}",
-               "datatype FP64, the model expects FP32");
-    expect_400("{\"inputs\":[{\"name\":\"x\",\"shape\":[1,4],\"datatype\":\"FP32\",\"data\":[1,2,3,4]}]}",
-               "dim 1 is 4");
-    expect_400("{\"inputs\":[{\"name\":\"x\",\"shape\":[3],\"datatype\":\"FP32\",\"data\":[1,2,3]}]}",
-               "has 1 dims");
-    expect_400("{\"inputs\":[{\"name\":\"x\",\"shape\":[2,3],\"datatype\":\"FP32\",\"data\":[1,2,3]}]}",
-               "data has 3 elements, the shape holds 6");
-    expect_400("{\"inputs\":[{\"name\":\"x\",\"shape\":[1,3],\"datatype\":\"FP32\",\"data\":[1,2,3,4]}]}",
-               "more data than the shape");
-    expect_400("{\"inputs\":[{\"name\":\"x\",\"shape\":[1,3],\"datatype\":\"FP32\",\"data\":[1,\"a\",3]}]}",
+    expect_400(
+        "{\"inputs\":[{\"name\":\"q\",\"shape\":[1,3],\"datatype\":\"FP32\",\"data\":[1,2,3]}]}",
+        "unknown input 'q'");
+    expect_400(
+        "{\"inputs\":[{\"name\":\"ids\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[1]}]}",
+        "missing input 'x'");
+    expect_400(
+        "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,3],\"datatype\":\"FP64\",\"data\":[1,2,3]}]}",
+        "datatype FP64, the model expects FP32");
+    expect_400(
+        "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,4],\"datatype\":\"FP32\",\"data\":[1,2,3,4]}]}",
+        "dim 1 is 4");
+    expect_400(
+        "{\"inputs\":[{\"name\":\"x\",\"shape\":[3],\"datatype\":\"FP32\",\"data\":[1,2,3]}]}",
+        "has 1 dims");
+    expect_400(
+        "{\"inputs\":[{\"name\":\"x\",\"shape\":[2,3],\"datatype\":\"FP32\",\"data\":[1,2,3]}]}",
+        "data has 3 elements, the shape holds 6");
+    expect_400(
+        "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,3],\"datatype\":\"FP32\",\"data\":[1,2,3,4]}]}",
+        "more data than the shape");
+    expect_400("{\"inputs\":[{\"name\":\"x\",\"shape\":[1,3],\"datatype\":\"FP32\",\"data\":[1,"
+               "\"a\",3]}]}",
                "expected a number");
-    expect_400("{\"inputs\":[{\"name\":\"x\",\"shape\":[1,3],\"datatype\":\"FP32\",\"data\":[1,2,3]},"
-               "{\"name\":\"ids\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[1.5]}]}",
-               "expected an integer");
-    expect_400("{\"inputs\":[{\"name\":\"x\",\"shape\":[1,3],\"datatype\":\"FP32\",\"data\":[1,2,3]}],"
-               "\"outputs\":[{\"name\":\"z\"}]}", "unknown output 'z'");
-    expect_400("{\"inputs\":[{\"name\":\"x\",\"shape\":[1,3],\"datatype\":\"FP32\",\"data\":[1,2,3]},"
-               "{\"name\":\"x\",\"shape\":[1,3],\"datatype\":\"FP32\",\"data\":[1,2,3]}]}", "twice");
-    expect_400("{\"inputs\":[{\"name\":\"x\",\"shape\":[1,3],\"datatype\":\"FP32\",\"data\":[1,2,3]}],"
-               "\"parameters\":{\"timeout\":-5}}", "timeout");
-    expect_400("{\"inputs\":[{\"name\":\"x\",\"shape\":[1000000000,3],\"datatype\":\"FP32\",\"data\":[1]}]}",
+    expect_400(
+        "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,3],\"datatype\":\"FP32\",\"data\":[1,2,3]},"
+        "{\"name\":\"ids\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[1.5]}]}",
+        "expected an integer");
+    expect_400(
+        "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,3],\"datatype\":\"FP32\",\"data\":[1,2,3]}],"
+        "\"outputs\":[{\"name\":\"z\"}]}",
+        "unknown output 'z'");
+    expect_400(
+        "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,3],\"datatype\":\"FP32\",\"data\":[1,2,3]},"
+        "{\"name\":\"x\",\"shape\":[1,3],\"datatype\":\"FP32\",\"data\":[1,2,3]}]}",
+        "twice");
+    expect_400(
+        "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,3],\"datatype\":\"FP32\",\"data\":[1,2,3]}],"
+        "\"parameters\":{\"timeout\":-5}}",
+        "timeout");
+    expect_400("{\"inputs\":[{\"name\":\"x\",\"shape\":[1000000000,3],\"datatype\":\"FP32\","
+               "\"data\":[1]}]}",
                "more than the body");
 }
 
@@ -239,7 +289,34 @@ static void test_v2_binary(void **state)
     sv_decoded_clear(&d);
     sv_arena_free(&a);
     memcpy(body, hdr, hl);
-    assert_int_equal(sv_v2_decode(&a, body, hl + 23, (int64_t)hl + 100, &sig, &d, err, sizeof(err)), 400);
+    assert_int_equal(sv_v2_decode(&a, body, hl + 23, (int64_t)hl + 100, &sig, &d, err, sizeof(err)),
+                     400);
+    sv_decoded_clear(&d);
+    sv_arena_free(&a);
+}
+
+static void test_v2_raw_binary(void **state)
+{
+    (void)state;
+    const ferry_io_info one_in[] = {ins[0]};
+    const sv_sig s1 = {1, 1, (ferry_io_info *)one_in, outs};
+    float f[3] = {1, 2, 3};
+    char body[12];
+    memcpy(body, f, 12);
+    sv_arena a = {0};
+    sv_decoded d;
+    char err[512];
+    assert_int_equal(sv_v2_decode(&a, body, 12, 0, &s1, &d, err, sizeof(err)), 0);
+    assert_int_equal(ferry_tensor_rank(d.inputs[0]), 2);
+    assert_int_equal(ferry_tensor_dims(d.inputs[0])[0], 1);
+    assert_int_equal(d.binary_default, 1);
+    sv_decoded_clear(&d);
+    sv_arena_free(&a);
+    assert_int_equal(sv_v2_decode(&a, body, 8, 0, &s1, &d, err, sizeof(err)), 400);
+    assert_non_null(strstr(err, "needs 12"));
+    sv_decoded_clear(&d);
+    sv_arena_free(&a);
+    assert_int_equal(sv_v2_decode(&a, body, 12, 0, &sig, &d, err, sizeof(err)), 400);
     sv_decoded_clear(&d);
     sv_arena_free(&a);
 }
@@ -269,7 +346,9 @@ static void test_tfs(void **state)
     assert_true(((const int64_t *)ferry_tensor_cdata(d.inputs[1]))[1] == 8);
     const char *two[] = {"y", "ids"};
     sv_tfs_encode(&out, &d, 2, two, d.inputs);
-    assert_string_equal(out.p, "{\"predictions\":[{\"y\":[1.0,2.0,3.0],\"ids\":7},{\"y\":[4.0,5.0,6.0],\"ids\":8}]}");
+    assert_string_equal(
+        out.p,
+        "{\"predictions\":[{\"y\":[1.0,2.0,3.0],\"ids\":7},{\"y\":[4.0,5.0,6.0],\"ids\":8}]}");
     sv_buf_free(&out);
     sv_decoded_clear(&d);
     sv_arena_free(&a);
@@ -279,19 +358,24 @@ static void test_tfs(void **state)
     assert_string_equal(((char *const *)ferry_tensor_cdata(d.inputs[1]))[0], "hi");
     const char *two_b[] = {"y", "s_bytes"};
     sv_tfs_encode(&out, &d, 2, two_b, d.inputs);
-    assert_string_equal(out.p, "{\"outputs\":{\"y\":[[1.0,2.0,3.0]],\"s_bytes\":[{\"b64\":\"aGk=\"}]}}");
+    assert_string_equal(out.p,
+                        "{\"outputs\":{\"y\":[[1.0,2.0,3.0]],\"s_bytes\":[{\"b64\":\"aGk=\"}]}}");
     sv_buf_free(&out);
     sv_decoded_clear(&d);
     sv_arena_free(&a);
 
-    const char *bad[] = {"{\"instances\":[[1,2,3],[4,5]]}", "{\"instances\":[[1,2,3]],\"inputs\":[[1,2,3]]}",
-                         "{}", "{\"instances\":[[1,2]]}", "{\"instances\":[{\"q\":1}]}",
+    const char *bad[] = {"{\"instances\":[[1,2,3],[4,5]]}",
+                         "{\"instances\":[[1,2,3]],\"inputs\":[[1,2,3]]}",
+                         "{}",
+                         "{\"instances\":[[1,2]]}",
+                         "{\"instances\":[{\"q\":1}]}",
                          "{\"inputs\":{\"x\":[[1,2,3]],\"x\":[[1,2,3]]}}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char buf[128];
         snprintf(buf, sizeof(buf), "%s", bad[i]);
         err[0] = '\0';
-        assert_int_equal(sv_tfs_decode(&a, buf, strlen(buf), i < 4 ? &s1 : &sig, &d, err, sizeof(err)), 400);
+        assert_int_equal(
+            sv_tfs_decode(&a, buf, strlen(buf), i < 4 ? &s1 : &sig, &d, err, sizeof(err)), 400);
         assert_true(err[0] != '\0');
         sv_decoded_clear(&d);
         sv_arena_free(&a);
@@ -310,12 +394,16 @@ static void test_packed_arrays(void **state)
     };
     const sv_sig s3 = {3, 1, io, outs};
     sv_buf body = {0};
-    sv_buf_puts(&body, "{\"inputs\":[{\"name\":\"f\",\"shape\":[40],\"datatype\":\"FP64\",\"data\":[");
-    for (int k = 0; k < 40; k++) sv_buf_printf(&body, "%s%.17g", k ? "," : "", 0.1 * k + 1e-9);
+    sv_buf_puts(&body,
+                "{\"inputs\":[{\"name\":\"f\",\"shape\":[40],\"datatype\":\"FP64\",\"data\":[");
+    for (int k = 0; k < 40; k++)
+        sv_buf_printf(&body, "%s%.17g", k ? "," : "", 0.1 * k + 1e-9);
     sv_buf_puts(&body, "]},{\"name\":\"i\",\"shape\":[40],\"datatype\":\"INT64\",\"data\":[");
-    for (int k = 0; k < 40; k++) sv_buf_printf(&body, "%s%lld", k ? "," : "", 9007199254740993LL + k);
+    for (int k = 0; k < 40; k++)
+        sv_buf_printf(&body, "%s%lld", k ? "," : "", 9007199254740993LL + k);
     sv_buf_puts(&body, "]},{\"name\":\"u\",\"shape\":[40],\"datatype\":\"UINT8\",\"data\":[");
-    for (int k = 0; k < 40; k++) sv_buf_printf(&body, "%s%d", k ? "," : "", k * 6);
+    for (int k = 0; k < 40; k++)
+        sv_buf_printf(&body, "%s%d", k ? "," : "", k * 6);
     sv_buf_puts(&body, "]}]}");
     sv_arena a = {0};
     sv_decoded d;
@@ -325,7 +413,8 @@ static void test_packed_arrays(void **state)
         char t[64];
         snprintf(t, sizeof(t), "%.17g", 0.1 * k + 1e-9);
         assert_true(((const double *)ferry_tensor_cdata(d.inputs[0]))[k] == strtod(t, NULL));
-        assert_true(((const int64_t *)ferry_tensor_cdata(d.inputs[1]))[k] == 9007199254740993LL + k);
+        assert_true(((const int64_t *)ferry_tensor_cdata(d.inputs[1]))[k] ==
+                    9007199254740993LL + k);
         assert_int_equal(((const uint8_t *)ferry_tensor_cdata(d.inputs[2]))[k], k * 6);
     }
     sv_decoded_clear(&d);
@@ -333,8 +422,10 @@ static void test_packed_arrays(void **state)
     sv_buf_free(&body);
 
     /* Out of range in a packed array is still a 400. */
-    sv_buf_puts(&body, "{\"inputs\":[{\"name\":\"u\",\"shape\":[40],\"datatype\":\"UINT8\",\"data\":[");
-    for (int k = 0; k < 40; k++) sv_buf_printf(&body, "%s%d", k ? "," : "", k * 7);
+    sv_buf_puts(&body,
+                "{\"inputs\":[{\"name\":\"u\",\"shape\":[40],\"datatype\":\"UINT8\",\"data\":[");
+    for (int k = 0; k < 40; k++)
+        sv_buf_printf(&body, "%s%d", k ? "," : "", k * 7);
     sv_buf_puts(&body, "]},{\"name\":\"f\",\"shape\":[1],\"datatype\":\"FP64\",\"data\":[1]},"
                        "{\"name\":\"i\",\"shape\":[1],\"datatype\":\"INT64\",\"data\":[1]}]}");
     assert_int_equal(sv_v2_decode(&a, body.p, body.len, -1, &s3, &d, err, sizeof(err)), 400);
@@ -346,12 +437,18 @@ static void test_packed_arrays(void **state)
     /* TF Serving rows of 40 numbers: shapes come from packed arrays too; a mixed array is not
      * packed and still parses. */
     const int64_t d40[] = {-1, 40};
-    ferry_io_info io40[] = {{.name = "x", .kind = FERRY_VALUE_TENSOR, .dtype = FERRY_DTYPE_F32, .rank = 2, .dims = d40}};
+    ferry_io_info io40[] = {{.name = "x",
+                             .kind = FERRY_VALUE_TENSOR,
+                             .dtype = FERRY_DTYPE_F32,
+                             .rank = 2,
+                             .dims = d40}};
     const sv_sig s40 = {1, 1, io40, outs};
     sv_buf_puts(&body, "{\"instances\":[[");
-    for (int k = 0; k < 40; k++) sv_buf_printf(&body, "%s%d", k ? "," : "", k);
+    for (int k = 0; k < 40; k++)
+        sv_buf_printf(&body, "%s%d", k ? "," : "", k);
     sv_buf_puts(&body, "],[");
-    for (int k = 0; k < 40; k++) sv_buf_printf(&body, "%s%d", k ? "," : "", -k);
+    for (int k = 0; k < 40; k++)
+        sv_buf_printf(&body, "%s%d", k ? "," : "", -k);
     sv_buf_puts(&body, "]]}");
     assert_int_equal(sv_tfs_decode(&a, body.p, body.len, &s40, &d, err, sizeof(err)), 0);
     assert_int_equal(ferry_tensor_dims(d.inputs[0])[0], 2);
@@ -360,12 +457,14 @@ static void test_packed_arrays(void **state)
     sv_arena_free(&a);
     sv_buf_free(&body);
     char flat[400] = "{\"instances\":[";
-    for (int k = 0; k < 40; k++) snprintf(flat + strlen(flat), sizeof(flat) - strlen(flat), "%s%d", k ? "," : "", k);
+    for (int k = 0; k < 40; k++)
+        snprintf(flat + strlen(flat), sizeof(flat) - strlen(flat), "%s%d", k ? "," : "", k);
     strcat(flat, "]}");
     assert_int_equal(sv_tfs_decode(&a, flat, strlen(flat), &s40, &d, err, sizeof(err)), 400);
     sv_decoded_clear(&d);
     sv_arena_free(&a);
-    char mixed[] = "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,\"x\"]";
+    char mixed[] = "[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,"
+                   "30,31,32,\"x\"]";
     sj_val *v;
     assert_int_equal(sj_parse(&a, mixed, strlen(mixed), &v, err, sizeof(err)), 0);
     assert_int_equal(v->n, 33);
@@ -392,11 +491,16 @@ static void test_half_floats(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_numbers_match_strtod), cmocka_unit_test(test_malformed_json),
-        cmocka_unit_test(test_strings_unescape),     cmocka_unit_test(test_v2_flat_nested_and_types),
-        cmocka_unit_test(test_v2_errors),            cmocka_unit_test(test_v2_binary),
-        cmocka_unit_test(test_tfs),                  cmocka_unit_test(test_half_floats),
+        cmocka_unit_test(test_numbers_match_strtod),
+        cmocka_unit_test(test_malformed_json),
+        cmocka_unit_test(test_strings_unescape),
+        cmocka_unit_test(test_v2_flat_nested_and_types),
+        cmocka_unit_test(test_v2_errors),
+        cmocka_unit_test(test_v2_binary),
+        cmocka_unit_test(test_tfs),
+        cmocka_unit_test(test_half_floats),
         cmocka_unit_test(test_packed_arrays),
+        cmocka_unit_test(test_v2_raw_binary),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
