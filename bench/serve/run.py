@@ -216,6 +216,28 @@ def mode_soak(a, workdir):
     return ok
 
 
+def server_breakdown(port, models):
+    """Per model, from ferry's /metrics: session runs, mean batch, compute seconds per run and
+    per sample, so a poor batching ratio can be told apart (batches not forming vs slow runs)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
+        text = r.read().decode()
+    vals = {}
+    for line in text.splitlines():
+        for n in models:
+            for key in ["ferry_batch_size_sum", "ferry_batch_size_count",
+                        "ferry_compute_duration_seconds_sum"]:
+                if line.startswith(key + "{") and f'model="{n}"' in line:
+                    vals[(n, key)] = vals.get((n, key), 0.0) + float(line.rsplit(" ", 1)[1])
+    out = {}
+    for n in models:
+        runs = vals.get((n, "ferry_batch_size_count"), 0.0)
+        samples = vals.get((n, "ferry_batch_size_sum"), 0.0)
+        comp = vals.get((n, "ferry_compute_duration_seconds_sum"), 0.0)
+        out[n] = (int(runs), samples / runs if runs else 0.0, comp / runs if runs else 0.0,
+                  comp / samples if samples else 0.0)
+    return out
+
+
 def mode_batching(a, workdir):
     models = os.path.join(ROOT, "build", "bench-models")
     src = os.path.join(models, "resnet18", "model.onnx")
@@ -251,6 +273,7 @@ def mode_batching(a, workdir):
             for n, u in urls.items():
                 res[n].append(wrk(u, a.seconds, a.connections, a.wrk_threads, env))
                 print(f"round {k + 1}: {n:17s} {fmt(res[n][-1])}")
+        breakdown = server_breakdown(ferry.port, list(urls))
     finally:
         code = ferry.stop()
     med = {n: statistics.median(x["rps"] for x in xs) for n, xs in res.items()}
@@ -258,6 +281,9 @@ def mode_batching(a, workdir):
     errors = sum(x["errors"] for xs in res.values() for x in xs)
     print(f"\nresnet18, {a.connections} connections: batched {med['resnet18_batched']:.1f} req/s, "
           f"single {med['resnet18_single']:.1f} req/s")
+    for n, (runs, mean_batch, per_run, per_sample) in breakdown.items():
+        print(f"{n}: {runs} runs, mean batch {mean_batch:.1f}, compute {per_run * 1000:.1f} ms per "
+              f"run, {per_sample * 1000:.1f} ms per sample")
     ok = ratio >= 1.5 and errors == 0 and code == 0
     print(f"ratio batched/single {ratio:.2f} (goal >= 1.5), errors {errors}: "
           f"{'PASS' if ok else 'FAIL'}")

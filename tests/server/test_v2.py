@@ -149,8 +149,10 @@ def test_infer_by_version_and_latest(server):
     a = np.array(_out(v1, "logits")["data"], np.float32)
     b = np.array(_out(v2, "logits")["data"], np.float32)
     np.testing.assert_allclose(b - a, 100.0, atol=1e-3)
-    latest = _infer(server, "multi", {"inputs": [v2_input("input", x)]})
-    assert latest["model_version"] == "2"
+    # No version named: labels.json's "stable" (1) answers, not the highest version
+    # (docs/serving-repository.md), so a new version gets no traffic until it is promoted.
+    default = _infer(server, "multi", {"inputs": [v2_input("input", x)]})
+    assert default["model_version"] == "1"
 
 
 # ---- binary tensor data extension ------------------------------------------------------------
@@ -253,6 +255,27 @@ def test_binary_mixed_json_and_binary_inputs(server):
         json.loads(r.content[:int(r.headers["Inference-Header-Content-Length"])])
     assert [int(v) for v in np.ravel(_out(doc, "i7")["data"])] == [12, 13]
     np.testing.assert_array_equal(np.ravel(_out(doc, "f2")["data"]), (f * 2).ravel())
+
+
+def test_binary_raw_body_single_input(server):
+    """The raw form: Inference-Header-Content-Length: 0 and only the tensor's bytes; batch 1,
+    outputs binary. Only for one-input models."""
+    x = fashion_images(1, offset=60)
+    r = server.post("/v2/models/mlp/infer", data=x.astype("<f4").tobytes(),
+                    headers={"Inference-Header-Content-Length": "0",
+                             "Content-Type": "application/octet-stream"})
+    doc, outs = _split_binary_response(r)
+    o, raw = outs["logits"]
+    assert o["shape"] == [1, 10] and len(raw) == 40
+    ref = _infer(server, "mlp", {"inputs": [v2_input("input", x)]})
+    np.testing.assert_array_equal(np.frombuffer(raw, "<f4"),
+                                  np.array(_out(ref, "logits")["data"], np.float32))
+    r = server.post("/v2/models/mlp/infer", data=x.tobytes()[:-4],
+                    headers={"Inference-Header-Content-Length": "0"})
+    assert r.status_code == 400, r.text
+    r = server.post("/v2/models/types/infer", data=b"\0" * 12,
+                    headers={"Inference-Header-Content-Length": "0"})
+    assert r.status_code == 400, r.text
 
 
 def test_binary_size_mismatch_is_400(server):
