@@ -202,3 +202,32 @@ def test_sighup_rescans_now(start_server, models, tmp_path):
     _wait(lambda: server.post("/v2/models/m/infer", json={"inputs": [v2_input("input", X)]})
           .json().get("model_version") == "2", 10, "version 2 after SIGHUP")
     assert server.proc.poll() is None
+
+
+def test_label_promote_and_rollback_under_load(hot, models):
+    """Promotion and rollback by moving the "stable" label in labels.json (what ferry promote
+    and rollback write), with both versions kept loaded by the policy: zero failed requests."""
+    server, repo = hot
+    ref = mlp_numpy(models["mlp"], X)
+    write_json(os.path.join(repo, "m", "config.json"),
+               {"max_batch_size": 8, "version_policy": {"all": {}}})
+    write_json(os.path.join(repo, "m", "labels.json"), {"stable": 1})
+    add_version(repo, "m", 2, models["mlp_plus100"], manifest=True)
+    _wait(lambda: _index(server).get(("m", "2"), {}).get("state") == "READY", 30,
+          "version 2 loaded")
+    ham = Hammer(server, "/v2/models/m/infer", {"inputs": [v2_input("input", X)]},
+                 _checker(ref), threads=4)
+    try:
+        _wait(lambda: ham.ok > 20, 30, "first answers")
+        assert ham.last_tag() == "1", "stable=1 but another version answered"
+        write_json(os.path.join(repo, "m", "labels.json"), {"stable": 2})
+        _wait(lambda: ham.last_tag() == "2", 30, "promotion to version 2")
+        write_json(os.path.join(repo, "m", "labels.json"), {"stable": 1})
+        _wait(lambda: ham.last_tag() == "1", 30, "rollback to version 1")
+        n = ham.ok
+        _wait(lambda: ham.ok > n + 20, 30, "answers after the rollback")
+    finally:
+        ham.stop()
+    assert ham.failures == [], ham.failures[:5]
+    tl = server.get("/v1/models/m/labels/stable").json()["model_version_status"]
+    assert [s["version"] for s in tl] == ["1"]
