@@ -47,17 +47,19 @@ bench: build
 	scripts/install-deps.sh test
 	/usr/bin/python3 bench/run.py --ferry $(BUILD)/ferry --models $(BUILD)/bench-models $(BENCH_ARGS)
 
-# libFuzzer on the model loader: make fuzz FUZZ_SECONDS=600
+# libFuzzer on the model loader and on ferry serve's request decoding: make fuzz FUZZ_SECONDS=600
 FUZZ_SECONDS ?= 60
 fuzz:
 	scripts/install-deps.sh fuzz
 	CC=clang cmake -S . -B $(FUZZ) -DFERRY_FUZZ=ON -DFERRY_WERROR=OFF -DFERRY_MAX_TENSOR_MB=64 \
 	    -DCMAKE_BUILD_TYPE=RelWithDebInfo
-	cmake --build $(FUZZ) -j$(JOBS) --target fuzz_model_load
+	cmake --build $(FUZZ) -j$(JOBS) --target fuzz_model_load fuzz_v2_request
 	fuzz/make-corpus.sh $(FUZZ)/seeds
-	mkdir -p $(FUZZ)/corpus
+	mkdir -p $(FUZZ)/corpus $(FUZZ)/corpus-v2
 	$(FUZZ)/fuzz_model_load $(FUZZ)/corpus $(FUZZ)/seeds -max_total_time=$(FUZZ_SECONDS) \
 	    -rss_limit_mb=4096 -malloc_limit_mb=512 -timeout=30
+	$(FUZZ)/fuzz_v2_request $(FUZZ)/corpus-v2 fuzz/seeds-v2 -max_total_time=$(FUZZ_SECONDS) \
+	    -rss_limit_mb=2048 -max_len=65536 -timeout=30
 
 clean:
 	rm -rf $(BUILD) $(ASAN) $(FUZZ)

@@ -104,12 +104,14 @@ int cmd_serve(int argc, char **argv)
     }
     /* 0 means "not set" in the options; polling off is spelled as a negative period there. */
     if (poll_zero) o.poll_seconds = -1;
-    if (!o.repo && !o.config) {
+    if (!o.repo) {
+        /* The bundled repository stands in when neither --repo nor the config file names one. */
         struct stat st;
-        if (stat(BUNDLED_REPO, &st) != 0 || !S_ISDIR(st.st_mode))
+        if (stat(BUNDLED_REPO, &st) == 0 && S_ISDIR(st.st_mode))
+            o.default_repo = BUNDLED_REPO;
+        else if (!o.config)
             return usage_error("no --repo given and the bundled example repository ./" BUNDLED_REPO
                                " is not here (run from ferry's source tree, or pass --repo DIR)");
-        o.repo = BUNDLED_REPO;
     }
     ferry_status rc = ferry_serve_run(&o);
     if (rc != FERRY_OK) return cli_fail("serve", "cannot serve", rc);

@@ -137,6 +137,10 @@ const char *sv_http_header(sv_http *h, const char *name)
 
 sv_version *sv_http_acquire(sv_http *h, int *status)
 {
+    if (atomic_load(&h->srv->loading)) {
+        *status = sv_http_error(h, 503, "the model repository is still loading");
+        return NULL;
+    }
     char err[512];
     sv_version *v = sv_manager_acquire(h->srv->manager, h->model, h->version, h->label, status, err,
                                        sizeof(err));
@@ -370,7 +374,7 @@ static enum MHD_Result respond(sv_http *h, int status)
     enum MHD_Result rc = MHD_queue_response(h->conn, (unsigned)status, resp);
     MHD_destroy_response(resp);
     sv_metrics_observe(h, status, seconds);
-    if (sv_log_enabled(status >= 500 ? SV_LOG_WARN : SV_LOG_DEBUG))
+    if (sv_log_enabled(status >= 500 && status != 503 ? SV_LOG_WARN : SV_LOG_DEBUG))
         sv_log_access(h->rid, h->method_name, h->url, status, seconds, h->model);
     /* The version is no longer needed once the answer is rendered. */
     if (h->ver) {

@@ -23,6 +23,7 @@ typedef struct sv_server {
     size_t max_body;          /* bytes; larger bodies get 413 */
     _Atomic int64_t inflight; /* requests between their first byte and their response */
     _Atomic int draining;     /* SIGTERM received: /v2/health/ready answers 503 */
+    _Atomic int loading;      /* the first repository load is under way: models answer 503 */
     double started;           /* CLOCK_MONOTONIC at start */
 } sv_server;
 

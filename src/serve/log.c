@@ -76,7 +76,7 @@ void sv_log(int level, const char *rid, const char *fmt, ...)
 void sv_log_access(const char *rid, const char *method, const char *url, int status, double seconds,
                    const char *model)
 {
-    int level = status >= 500 ? SV_LOG_WARN : SV_LOG_DEBUG;
+    int level = status >= 500 && status != 503 ? SV_LOG_WARN : SV_LOG_DEBUG;
     if (!sv_log_enabled(level)) return;
     sv_buf b = {0};
     begin_line(&b, level);

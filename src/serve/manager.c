@@ -98,6 +98,7 @@ struct sv_manager {
 
     void (*log)(void *ctx, const char *level, const char *msg);
     void *log_ctx;
+    char scan_err[256]; /* the last repository listing failure (logged once) */
 };
 
 /* ---- logging ------------------------------------------------------------------------------ */
@@ -117,8 +118,8 @@ static void mlog(sv_manager *m, const char *level, const char *fmt, ...)
         fprintf(stderr, "ferry serve: %s: %s\n", level, msg);
 }
 
-void sv_manager_set_logger(sv_manager *m, void (*log)(void *ctx, const char *level, const char *msg),
-                           void *ctx)
+void sv_manager_set_logger(sv_manager *m,
+                           void (*log)(void *ctx, const char *level, const char *msg), void *ctx)
 {
     m->log = log;
     m->log_ctx = ctx;
@@ -154,7 +155,8 @@ static void *reaper_main(void *arg)
     sv_manager *m = arg;
     pthread_mutex_lock(&m->gmu);
     for (;;) {
-        while (!m->dead && !m->reaper_stop) pthread_cond_wait(&m->gcv, &m->gmu);
+        while (!m->dead && !m->reaper_stop)
+            pthread_cond_wait(&m->gcv, &m->gmu);
         if (!m->dead && m->reaper_stop) break;
         sv_version *v = m->dead;
         m->dead = v->next_dead;
@@ -208,7 +210,8 @@ void sv_request_clear(sv_request *r)
         ferry_value_free(r->inputs[i]);
         r->inputs[i] = NULL;
     }
-    for (int i = 0; r->results && i < r->n_results; i++) ferry_value_free(r->results[i]);
+    for (int i = 0; r->results && i < r->n_results; i++)
+        ferry_value_free(r->results[i]);
     free(r->results);
     free(r->result_names);
     r->results = NULL;
@@ -216,8 +219,9 @@ void sv_request_clear(sv_request *r)
     r->n_results = 0;
 }
 
-/* Runs the model once on zeros at batch 1 so the first real request finds its kernels
- * prepared and its buffers pooled instead of paying for that itself. */
+/* Runs the model once on zeros at one batch size so the first real request of that size
+ * finds its kernels prepared and its buffers pooled instead of paying for that itself (for a
+ * convolutional network the first run of a new shape costs several steady runs). */
 static ferry_status warm_up(ferry_session *s, const ferry_model *model, int batch, int *guessed)
 {
     *guessed = 0;
@@ -248,8 +252,10 @@ static ferry_status warm_up(ferry_session *s, const ferry_model *model, int batc
         names[given++] = io.name;
     }
     if (rc == FERRY_OK) rc = ferry_session_run(s, given, names, in, out);
-    for (int i = 0; out && i < n_out; i++) ferry_value_free(out[i]);
-    for (int i = 0; in && i < given; i++) ferry_value_free(in[i]);
+    for (int i = 0; out && i < n_out; i++)
+        ferry_value_free(out[i]);
+    for (int i = 0; in && i < given; i++)
+        ferry_value_free(in[i]);
     free(in);
     free(names);
     free(out);
@@ -291,18 +297,30 @@ static ferry_status load_version(sv_manager *m, model_entry *e, int64_t number,
         snprintf(err, errlen, "creating a session: %s", ferry_last_error());
         goto fail;
     }
-    int guessed = 0;
-    rc = warm_up(v->session, v->model, 1, &guessed);
+    /* Warm up every batch size the scheduler will form, so batching pays from the first
+     * batch rather than after each size has been seen once. */
+    int guessed = 0, sizes[SV_MAX_PREFERRED + 16];
+    int n_sizes = sv_scheduler_batch_sizes(&v->cfg, sizes, SV_MAX_PREFERRED + 16);
+    double tw = sv_now();
+    rc = FERRY_OK;
+    for (int i = 0; i < n_sizes && rc == FERRY_OK; i++)
+        rc = warm_up(v->session, v->model, sizes[i], &guessed);
+    if (rc == FERRY_OK)
+        mlog(m, "debug", "model \"%s\" version %lld: warm-up of %d batch sizes took %.3f s",
+             e->name, (long long)number, n_sizes, sv_now() - tw);
     if (rc == FERRY_E_UNSUPPORTED) {
-        mlog(m, "info", "model \"%s\" version %lld: inputs without a declared tensor shape; "
-             "not warmed up", e->name, (long long)number);
+        mlog(m, "info",
+             "model \"%s\" version %lld: inputs without a declared tensor shape; "
+             "not warmed up",
+             e->name, (long long)number);
         rc = FERRY_OK;
     } else if (rc != FERRY_OK && guessed) {
         /* Symbolic dims other than the batch were guessed as 1, which the model may not
          * accept; that says nothing about real requests, so serve it cold. */
-        mlog(m, "warn", "model \"%s\" version %lld: warm-up with symbolic dims set to 1 "
-             "failed (%s); serving without warm-up", e->name, (long long)number,
-             ferry_last_error());
+        mlog(m, "warn",
+             "model \"%s\" version %lld: warm-up with symbolic dims set to 1 "
+             "failed (%s); serving without warm-up",
+             e->name, (long long)number, ferry_last_error());
         rc = FERRY_OK;
     } else if (rc != FERRY_OK) {
         snprintf(err, errlen, "warm-up run on zeros failed: %s", ferry_last_error());
@@ -325,9 +343,10 @@ static ferry_status load_version(sv_manager *m, model_entry *e, int64_t number,
     double secs = sv_now() - t0;
     atomic_fetch_add(&e->stats.loads, 1);
     sv_hist_observe(&e->stats.load_seconds, sv_time_bounds, SV_TIME_BUCKETS, secs);
-    mlog(m, "info", "model \"%s\" version %lld loaded and warmed up in %.3f s (max_batch_size %d, "
-         "instances %d)", e->name, (long long)number, secs, v->cfg.max_batch_size,
-         v->cfg.instances);
+    mlog(m, "info",
+         "model \"%s\" version %lld loaded and warmed up in %.3f s (max_batch_size %d, "
+         "instances %d)",
+         e->name, (long long)number, secs, v->cfg.max_batch_size, v->cfg.instances);
     *out = v;
     return FERRY_OK;
 fail:
@@ -372,7 +391,8 @@ static model_entry *add_entry(sv_manager *m, const char *name)
     e->cfg_ok = 1;
     /* Keep entries sorted by name: foreach reports in name order. */
     int at = m->n_entries;
-    while (at > 0 && strcmp(m->entries[at - 1]->name, name) > 0) at--;
+    while (at > 0 && strcmp(m->entries[at - 1]->name, name) > 0)
+        at--;
     memmove(m->entries + at + 1, m->entries + at, sizeof *m->entries * (size_t)(m->n_entries - at));
     m->entries[at] = e;
     m->n_entries++;
@@ -396,7 +416,8 @@ static vslot *add_slot(model_entry *e, int64_t number)
         e->cap_slots = cap;
     }
     int at = e->n_slots;
-    while (at > 0 && e->slots[at - 1].number > number) at--;
+    while (at > 0 && e->slots[at - 1].number > number)
+        at--;
     memmove(e->slots + at + 1, e->slots + at, sizeof *e->slots * (size_t)(e->n_slots - at));
     memset(&e->slots[at], 0, sizeof e->slots[at]);
     e->slots[at].number = number;
@@ -430,7 +451,8 @@ static int contains(const int64_t *a, int n, int64_t x)
 /* Drops the manager's reference to every version in olds (outside mu). */
 static void release_all(sv_version **olds, int n)
 {
-    for (int i = 0; i < n; i++) sv_version_release(olds[i]);
+    for (int i = 0; i < n; i++)
+        sv_version_release(olds[i]);
 }
 
 /* Decides whether version dir `vdir` may be loaded now. Returns 1 to load, 0 to wait (slot
@@ -458,8 +480,8 @@ static int gate(sv_manager *m, model_entry *e, vslot *s, const char *vdir, int f
         pthread_mutex_unlock(&m->mu);
         atomic_fetch_add(&e->stats.load_failures, 1);
         res->failed++;
-        mlog(m, "error", "model \"%s\" version %lld not loaded: %s", e->name,
-             (long long)s->number, s->reason);
+        mlog(m, "error", "model \"%s\" version %lld not loaded: %s", e->name, (long long)s->number,
+             s->reason);
         return -1;
     }
     /* No manifest: load only once two consecutive polls saw the same files, sizes and
@@ -543,8 +565,8 @@ static int try_load(sv_manager *m, model_entry *e, int64_t num, const sv_model_c
     }
     pthread_mutex_unlock(&m->mu);
     if (rc != FERRY_OK)
-        mlog(m, "error", "model \"%s\" version %lld failed to load: %s%s", e->name,
-             (long long)num, err, kept ? " (the loaded copy keeps serving)" : "");
+        mlog(m, "error", "model \"%s\" version %lld failed to load: %s%s", e->name, (long long)num,
+             err, kept ? " (the loaded copy keeps serving)" : "");
     if (old) sv_version_release(old);
     return rc == FERRY_OK;
 }
@@ -622,8 +644,9 @@ static void sync_model(sv_manager *m, model_entry *e, int force, sync_result *re
         pthread_mutex_lock(&m->mu);
         int serving = 0;
         for (int i = 0; i < e->n_slots; i++)
-            if (e->slots[i].v && (contains(want, n_policy, e->slots[i].number) ||
-                                  (e->slots[i].on_disk && !contains(want, n_want, e->slots[i].number))))
+            if (e->slots[i].v &&
+                (contains(want, n_policy, e->slots[i].number) ||
+                 (e->slots[i].on_disk && !contains(want, n_want, e->slots[i].number))))
                 serving++;
         pthread_mutex_unlock(&m->mu);
         for (int i = n_disk - 1; i >= 0 && serving < n_policy; i--) {
@@ -640,6 +663,8 @@ static void sync_model(sv_manager *m, model_entry *e, int force, sync_result *re
      * asks for: a wanted version that is not ready yet (or failed) is stood in for by the
      * newest serving version outside the policy. */
     sv_version *olds[256];
+    int64_t old_nums[256];
+    int old_gone[256];
     int n_old = 0;
     pthread_mutex_lock(&m->mu);
     int ready_wanted = 0;
@@ -654,10 +679,10 @@ static void sync_model(sv_manager *m, model_entry *e, int force, sync_result *re
             continue;
         }
         if (s->v && n_old < 256) {
+            old_nums[n_old] = s->number;
+            old_gone[n_old] = !s->on_disk;
             olds[n_old++] = s->v;
             s->v = NULL;
-            mlog(m, "info", "model \"%s\" version %lld unloaded (not selected by the version "
-                 "policy)", e->name, (long long)s->number);
         }
         if (!s->on_disk && !s->v) {
             remove_slot(e, s);
@@ -669,6 +694,10 @@ static void sync_model(sv_manager *m, model_entry *e, int force, sync_result *re
         }
     }
     pthread_mutex_unlock(&m->mu);
+    for (int i = 0; i < n_old; i++)
+        mlog(m, "info", "model \"%s\" version %lld unloaded (%s); in-flight requests finish on it",
+             e->name, (long long)old_nums[i],
+             old_gone[i] ? "its directory was removed" : "not selected by the version policy");
     release_all(olds, n_old);
     free(want);
     free(disk);
@@ -701,21 +730,28 @@ static void sync_repo(sv_manager *m, sync_result *res)
     char **names = NULL;
     int n = 0;
     if (sv_repo_list_models(m->repo, &names, &n) != FERRY_OK) {
-        mlog(m, "error", "%s", ferry_last_error());
+        /* Once per distinct failure, not every poll; what serves keeps serving. */
+        if (strncmp(m->scan_err, ferry_last_error(), sizeof m->scan_err - 1) != 0) {
+            snprintf(m->scan_err, sizeof m->scan_err, "%s", ferry_last_error());
+            mlog(m, "error", "%s (models already loaded keep serving)", m->scan_err);
+        }
         return;
     }
+    m->scan_err[0] = 0;
+    int oom = 0;
     pthread_mutex_lock(&m->mu);
     for (int i = 0; i < n; i++)
-        if (!find_entry(m, names[i]) && !add_entry(m, names[i]))
-            mlog(m, "error", "out of memory adding model \"%s\"", names[i]);
+        if (!find_entry(m, names[i]) && !add_entry(m, names[i])) oom++;
     int count = m->n_entries;
     pthread_mutex_unlock(&m->mu);
+    if (oom) mlog(m, "error", "out of memory adding %d models", oom);
     for (int i = 0; i < count; i++) {
         pthread_mutex_lock(&m->mu);
         model_entry *e = m->entries[i];
         pthread_mutex_unlock(&m->mu);
         int present = 0;
-        for (int k = 0; k < n && !present; k++) present = !strcmp(names[k], e->name);
+        for (int k = 0; k < n && !present; k++)
+            present = !strcmp(names[k], e->name);
         if (!present) {
             if (!e->removed) {
                 retire_all(m, e, "unloaded: the model directory was removed");
@@ -741,7 +777,8 @@ ferry_status sv_manager_create(const sv_manager_options *o, sv_manager **out)
 {
     *out = NULL;
     if (!o || !o->repo || !o->repo[0])
-        return fy_error(FERRY_E_INVALID_ARG, "ferry serve: a model repository directory is required");
+        return fy_error(FERRY_E_INVALID_ARG,
+                        "ferry serve: a model repository directory is required");
     if (o->poll_seconds < 0 || o->poll_seconds > 86400)
         return fy_error(FERRY_E_INVALID_ARG, "poll interval %g s is outside [0, 86400]",
                         o->poll_seconds);
@@ -757,7 +794,8 @@ ferry_status sv_manager_create(const sv_manager_options *o, sv_manager **out)
         return fy_error(FERRY_E_NOMEM, "out of memory");
     }
     size_t len = strlen(m->repo);
-    while (len > 1 && m->repo[len - 1] == '/') m->repo[--len] = 0;
+    while (len > 1 && m->repo[len - 1] == '/')
+        m->repo[--len] = 0;
     m->poll_seconds = o->poll_seconds;
     m->session_threads = o->session_threads;
     pthread_mutex_init(&m->mu, NULL);
@@ -857,7 +895,8 @@ void sv_manager_free(sv_manager *m)
         pthread_join(m->poller, NULL);
     }
     pthread_mutex_lock(&m->sync_mu);
-    for (int i = 0; i < m->n_entries; i++) retire_all(m, m->entries[i], "server shutting down");
+    for (int i = 0; i < m->n_entries; i++)
+        retire_all(m, m->entries[i], "server shutting down");
     pthread_mutex_unlock(&m->sync_mu);
     /* Queued requests keep their versions alive; wait for them to drain (bounded, in case a
      * caller never released a version). */
@@ -904,7 +943,8 @@ int sv_manager_ready(sv_manager *m)
         model_entry *e = m->entries[i];
         if (e->removed || e->unloaded) continue;
         int any = 0;
-        for (int k = 0; k < e->n_slots && !any; k++) any = e->slots[k].v != NULL;
+        for (int k = 0; k < e->n_slots && !any; k++)
+            any = e->slots[k].v != NULL;
         ready = any;
     }
     pthread_mutex_unlock(&m->mu);
@@ -913,40 +953,8 @@ int sv_manager_ready(sv_manager *m)
 
 /* ---- routing ------------------------------------------------------------------------------- */
 
-/* The version of a label, if that version serves (caller holds mu). */
-static sv_version *label_version(model_entry *e, const char *label)
-{
-    for (int i = 0; i < e->labels.n; i++)
-        if (!strcmp(e->labels.name[i], label)) {
-            vslot *s = find_slot(e, e->labels.version[i]);
-            return s ? s->v : NULL;
-        }
-    return NULL;
-}
-
-/* Where a request that names neither version nor label goes (caller holds mu): the "stable"
- * label's version when labels.json has one that serves, so publishing a new version does not
- * send it traffic before `ferry promote`; "canary" gets canary_weight of those requests;
- * without labels, the highest serving version. */
-static sv_version *default_version(model_entry *e)
-{
-    static _Atomic uint64_t counter;
-    sv_version *stable = label_version(e, "stable"), *canary = NULL;
-    if (e->labels.canary_weight > 0 && (canary = label_version(e, "canary")) && canary != stable) {
-        /* Deterministic split: request n goes to the canary when n * weight crosses an
-         * integer, so exactly that share does, with no random-number state. */
-        uint64_t n = atomic_fetch_add_explicit(&counter, 1, memory_order_relaxed);
-        double w = e->labels.canary_weight;
-        if ((uint64_t)((double)(n + 1) * w) > (uint64_t)((double)n * w)) return canary;
-    }
-    if (stable) return stable;
-    for (int i = e->n_slots - 1; i >= 0; i--)
-        if (e->slots[i].v) return e->slots[i].v;
-    return NULL;
-}
-
-sv_version *sv_manager_acquire(sv_manager *m, const char *model, int64_t version,
-                               const char *label, int *http_status, char *err, size_t errlen)
+sv_version *sv_manager_acquire(sv_manager *m, const char *model, int64_t version, const char *label,
+                               int *http_status, char *err, size_t errlen)
 {
     int st = 0;
     sv_version *v = NULL;
@@ -982,7 +990,8 @@ sv_version *sv_manager_acquire(sv_manager *m, const char *model, int64_t version
         }
         goto out;
     }
-    v = default_version(e);
+    for (int i = e->n_slots - 1; i >= 0 && !v; i--)
+        v = e->slots[i].v;
     if (!v) {
         st = 503;
         snprintf(err, errlen, "model \"%s\" has no ready version%s%s", e->name,
@@ -1011,9 +1020,10 @@ void sv_manager_foreach(sv_manager *m, void (*cb)(void *ctx, const sv_index_entr
             sv_index_entry ie = {.model = e->name,
                                  .version = 0,
                                  .state = e->unloaded ? "UNAVAILABLE" : "UNAVAILABLE",
-                                 .reason = !e->cfg_ok    ? e->cfg_err
-                                           : e->unloaded ? "unloaded"
-                                                         : "no version directory (REPO/NAME/N/model.onnx)",
+                                 .reason = !e->cfg_ok ? e->cfg_err
+                                           : e->unloaded
+                                               ? "unloaded"
+                                               : "no version directory (REPO/NAME/N/model.onnx)",
                                  .model_stats = &e->stats};
             cb(ctx, &ie);
             continue;
@@ -1065,7 +1075,8 @@ ferry_status sv_manager_load_model(sv_manager *m, const char *model)
         sync_model(m, e, 1, &res);
         pthread_mutex_lock(&m->mu);
         int any = 0;
-        for (int k = 0; k < e->n_slots && !any; k++) any = e->slots[k].v != NULL;
+        for (int k = 0; k < e->n_slots && !any; k++)
+            any = e->slots[k].v != NULL;
         pthread_mutex_unlock(&m->mu);
         if (res.failed || !any)
             rc = fy_error(FERRY_E_PARSE, "model \"%s\": %s", model,

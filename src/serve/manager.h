@@ -49,9 +49,8 @@ void sv_manager_set_logger(sv_manager *m, void (*log)(void *ctx, const char *lev
                            void *ctx);
 
 /* Finds the version a request addresses: `version` > 0 picks that number, else `label`
- * (non-NULL) picks the version labels.json gives it, else the model's default: the "stable"
- * label's version when labels.json has one that is ready (with "canary" taking canary_weight
- * of these requests), else the highest ready version. On failure returns NULL, sets *http_status (404 unknown model, version or label;
+ * (non-NULL) picks the version labels.json gives it, else the model's default (highest ready
+ * version). On failure returns NULL, sets *http_status (404 unknown model, version or label;
  * 503 known but not ready) and writes a message into err. Release what you get. */
 sv_version *sv_manager_acquire(sv_manager *m, const char *model, int64_t version,
                                const char *label, int *http_status, char *err, size_t errlen);

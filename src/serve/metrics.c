@@ -318,9 +318,11 @@ int sv_metrics_handler(sv_http *h)
                      &l.v[i].msc.load_seconds, sv_time_bounds, SV_TIME_BUCKETS);
     free(l.v);
 
+    /* Not counting this scrape, so an idle server reads 0. */
+    int64_t inflight = atomic_load(&h->srv->inflight) - 1;
     family(b, "ferry_inflight_requests", "gauge",
-           "HTTP requests being handled now (this one included).");
-    sv_buf_printf(b, "ferry_inflight_requests %lld\n", (long long)atomic_load(&h->srv->inflight));
+           "HTTP requests being handled now, other than this scrape.");
+    sv_buf_printf(b, "ferry_inflight_requests %lld\n", (long long)(inflight > 0 ? inflight : 0));
     process_metrics(b);
     return 200;
 }

@@ -113,7 +113,8 @@ static ferry_status parse_config(json_t *root, sv_model_config *c)
         json_t *v;
         if ((v = json_object_get(vp, "latest"))) {
             if (!json_is_object(v))
-                return fy_error(FERRY_E_PARSE, "config.json: version_policy.latest must be an object");
+                return fy_error(FERRY_E_PARSE,
+                                "config.json: version_policy.latest must be an object");
             c->policy = SV_POLICY_LATEST;
             x = 1;
             FY_CHECK(get_int(v, "num_versions", "version_policy.latest.", 1, 1000, &x));
@@ -239,7 +240,8 @@ ferry_status sv_config_resolve(sv_model_config *c, const ferry_model *m)
         ferry_model_input(m, i, &io);
         if (!has_batch_dim(&io)) {
             batchable = 0;
-            snprintf(whybuf, sizeof whybuf, "input \"%s\" has no symbolic first dimension", io.name);
+            snprintf(whybuf, sizeof whybuf, "input \"%s\" has no symbolic first dimension",
+                     io.name);
         }
     }
     for (int i = 0; i < ferry_model_output_count(m) && batchable; i++) {
@@ -313,7 +315,8 @@ int sv_policy_select(const sv_model_config *c, const int64_t *versions, int n, i
     int k = 0;
     switch (c->policy) {
     case SV_POLICY_ALL:
-        for (int i = 0; i < n; i++) sel[k++] = versions[i];
+        for (int i = 0; i < n; i++)
+            sel[k++] = versions[i];
         break;
     case SV_POLICY_SPECIFIC:
         for (int i = 0; i < n; i++)
@@ -325,7 +328,8 @@ int sv_policy_select(const sv_model_config *c, const int64_t *versions, int n, i
         break;
     case SV_POLICY_LATEST: {
         int first = n - c->latest_num_versions;
-        for (int i = first < 0 ? 0 : first; i < n; i++) sel[k++] = versions[i];
+        for (int i = first < 0 ? 0 : first; i < n; i++)
+            sel[k++] = versions[i];
         break;
     }
     }
@@ -355,7 +359,8 @@ static int cmp_i64(const void *a, const void *b)
 
 void sv_free_names(char **names, int n)
 {
-    for (int i = 0; i < n; i++) free(names[i]);
+    for (int i = 0; i < n; i++)
+        free(names[i]);
     free(names);
 }
 
@@ -462,17 +467,9 @@ ferry_status sv_labels_load(const char *model_dir, sv_labels *out)
     }
     const char *key;
     json_t *v;
-    json_t *w = json_object_get(root, "canary_weight");
-    if (w) {
-        if (!json_is_number(w) || json_number_value(w) < 0 || json_number_value(w) > 1) {
-            rc = fy_error(FERRY_E_PARSE, "labels.json: canary_weight must be a number in [0, 1]");
-            goto out;
-        }
-        out->canary_weight = json_number_value(w);
-    }
     json_object_foreach(root, key, v)
     {
-        if (!json_is_integer(v) || !strcmp(key, "canary_weight")) continue;
+        if (!json_is_integer(v)) continue;
         if (json_integer_value(v) < 1) {
             rc = fy_error(FERRY_E_PARSE, "labels.json: label \"%s\" must name a positive version",
                           key);
@@ -480,9 +477,10 @@ ferry_status sv_labels_load(const char *model_dir, sv_labels *out)
         }
         if (strlen(key) == 0 || strlen(key) >= SV_LABEL_LEN || strchr(key, ',') ||
             strchr(key, '/')) {
-            rc = fy_error(FERRY_E_PARSE,
-                          "labels.json: label \"%.80s\" must be 1..%d characters without ',' or '/'",
-                          key, SV_LABEL_LEN - 1);
+            rc =
+                fy_error(FERRY_E_PARSE,
+                         "labels.json: label \"%.80s\" must be 1..%d characters without ',' or '/'",
+                         key, SV_LABEL_LEN - 1);
             goto out;
         }
         if (out->n == SV_MAX_LABELS) {
@@ -568,7 +566,8 @@ ferry_status sv_dir_fingerprint(const char *dir, uint64_t *out)
         }
         *out = h;
     }
-    for (int i = 0; i < l.n; i++) free(l.e[i].rel);
+    for (int i = 0; i < l.n; i++)
+        free(l.e[i].rel);
     free(l.e);
     return rc;
 }

@@ -14,14 +14,14 @@
 #include "ferry/ferry.h"
 
 #define SV_MAX_PREFERRED 8
-#define SV_MAX_SPECIFIC 64
-#define SV_MAX_LABELS 32
-#define SV_LABEL_LEN 64
+#define SV_MAX_SPECIFIC  64
+#define SV_MAX_LABELS    32
+#define SV_LABEL_LEN     64
 
 /* Defaults used when config.json does not say (documented in docs/serving-repository.md). */
-#define SV_DEFAULT_AUTO_BATCH 32       /* max_batch_size when every input's dim 0 is symbolic */
-#define SV_DEFAULT_QUEUE_SIZE 1024     /* limits.max_queue_size */
-#define SV_DEFAULT_INSTANCES 1
+#define SV_DEFAULT_AUTO_BATCH 32   /* max_batch_size when every input's dim 0 is symbolic */
+#define SV_DEFAULT_QUEUE_SIZE 1024 /* limits.max_queue_size */
+#define SV_DEFAULT_INSTANCES  1
 
 typedef enum sv_policy_kind {
     SV_POLICY_LATEST = 0,
@@ -72,13 +72,11 @@ void sv_free_names(char **names, int n);
 ferry_status sv_repo_list_versions(const char *model_dir, int64_t **versions, int *n);
 
 /* labels.json: {"stable": 3, "canary": 4, "canary_weight": 0.1}. Integer members are labels;
- * canary_weight (a number in [0, 1]) is the share of unaddressed requests the "canary" label
- * gets; other members (notes) are ignored. No file = no labels. */
+ * other members (weights, notes) are ignored. No file = no labels. */
 typedef struct sv_labels {
     int n;
     char name[SV_MAX_LABELS][SV_LABEL_LEN];
     int64_t version[SV_MAX_LABELS];
-    double canary_weight; /* 0 when absent */
 } sv_labels;
 ferry_status sv_labels_load(const char *model_dir, sv_labels *out);
 

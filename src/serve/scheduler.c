@@ -61,7 +61,8 @@ double sv_now(void)
 
 /* ---- validation (submitting thread) ----------------------------------------------------- */
 
-static int reject(sv_request *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int reject(sv_request *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int reject(sv_request *r, int status, const char *fmt, ...)
 {
     va_list ap;
@@ -88,13 +89,15 @@ static int validate(sv_scheduler *s, sv_request *r)
         return reject(r, 400, "the model takes %d inputs, the request gives %d", s->n_in,
                       r->n_inputs);
     int pos[MAX_INPUTS]; /* pos[j] = index in the request of model input j, or -1 */
-    for (int j = 0; j < s->n_in; j++) pos[j] = -1;
+    for (int j = 0; j < s->n_in; j++)
+        pos[j] = -1;
     for (int i = 0; i < r->n_inputs; i++) {
         const char *name = r->input_names ? r->input_names[i] : NULL;
         if (!name || !r->inputs || !r->inputs[i])
             return reject(r, 400, "input %d has no name or no value", i);
         int j = 0;
-        while (j < s->n_in && strcmp(s->in[j].name, name) != 0) j++;
+        while (j < s->n_in && strcmp(s->in[j].name, name) != 0)
+            j++;
         if (j == s->n_in) {
             char names[256] = "";
             size_t k = 0;
@@ -126,22 +129,28 @@ static int validate(sv_scheduler *s, sv_request *r)
         int rank = ferry_tensor_rank(v);
         const int64_t *d = ferry_tensor_dims(v);
         int ok = rank == io->rank;
-        for (int k = 0; k < rank && ok; k++) ok = io->dims[k] < 0 || d[k] == io->dims[k];
+        for (int k = 0; k < rank && ok; k++)
+            ok = io->dims[k] < 0 || d[k] == io->dims[k];
         if (!ok) {
             char got[160], want[160];
             format_dims(got, sizeof got, rank, d);
             format_dims(want, sizeof want, io->rank, io->dims);
             if (rank != io->rank)
-                return reject(r, 400, "input \"%s\": shape %s has %d dims, the model expects "
-                              "%d: %s (-1 = any)", io->name, got, rank, io->rank, want);
+                return reject(r, 400,
+                              "input \"%s\": shape %s has %d dims, the model expects "
+                              "%d: %s (-1 = any)",
+                              io->name, got, rank, io->rank, want);
             return reject(r, 400, "input \"%s\": shape %s, the model expects %s (-1 = any)",
                           io->name, got, want);
         }
         if (s->max_batch > 0) {
-            if (batch < 0) batch = d[0];
+            if (batch < 0)
+                batch = d[0];
             else if (d[0] != batch)
-                return reject(r, 400, "input \"%s\": batch dimension %lld differs from another "
-                              "input's %lld", io->name, (long long)d[0], (long long)batch);
+                return reject(r, 400,
+                              "input \"%s\": batch dimension %lld differs from another "
+                              "input's %lld",
+                              io->name, (long long)d[0], (long long)batch);
         }
     }
     if (s->max_batch > 0 && (batch < 1 || batch > s->max_batch))
@@ -374,7 +383,8 @@ static void run_batch(sv_scheduler *s, sv_request **b, int nb)
     if (nb == 0) return;
 
     int64_t total = 0, sizes[4096];
-    for (int k = 0; k < nb; k++) total += (sizes[k] = request_batch(s, b[k]));
+    for (int k = 0; k < nb; k++)
+        total += (sizes[k] = request_batch(s, b[k]));
 
     ferry_value *batched[MAX_INPUTS] = {0};
     ferry_value **inputs = b[0]->inputs;
@@ -394,7 +404,8 @@ static void run_batch(sv_scheduler *s, sv_request **b, int nb)
         if (rc != FERRY_OK) snprintf(msg, sizeof msg, "inference failed: %s", ferry_last_error());
     }
     double t1 = sv_now();
-    for (int i = 0; i < b[0]->n_inputs; i++) ferry_value_free(batched[i]);
+    for (int i = 0; i < b[0]->n_inputs; i++)
+        ferry_value_free(batched[i]);
 
     if (rc == FERRY_OK && nb > 1)
         for (int j = 0; j < n_out; j++) {
@@ -428,7 +439,8 @@ static void run_batch(sv_scheduler *s, sv_request **b, int nb)
             ferry_status hr = hand_results(s, r, outputs, nb, off, sizes[k]);
             if (hr != FERRY_OK) {
                 snprintf(msg, sizeof msg, "splitting outputs: %s", ferry_last_error());
-                for (int i = 0; i < r->n_results; i++) ferry_value_free(r->results[i]);
+                for (int i = 0; i < r->n_results; i++)
+                    ferry_value_free(r->results[i]);
                 free(r->results);
                 free(r->result_names);
                 r->results = NULL;
@@ -443,7 +455,8 @@ static void run_batch(sv_scheduler *s, sv_request **b, int nb)
         }
         off += sizes[k];
     }
-    for (int j = 0; j < n_out; j++) ferry_value_free(outputs[j]);
+    for (int j = 0; j < n_out; j++)
+        ferry_value_free(outputs[j]);
 }
 
 /* Removes expired and cancelled requests from the queue into drop[] (caller holds mu). */
@@ -453,8 +466,10 @@ static int sweep(sv_scheduler *s, double now, sv_request **drop, int cap)
     for (int i = 0; i < s->qn; i++) {
         sv_request *r = s->q[i];
         int dead = atomic_load(&r->cancelled) || (r->deadline > 0 && now > r->deadline);
-        if (dead && nd < cap) drop[nd++] = r;
-        else s->q[w++] = r;
+        if (dead && nd < cap)
+            drop[nd++] = r;
+        else
+            s->q[w++] = r;
     }
     s->qn = w;
     return nd;
@@ -501,6 +516,32 @@ static void abs_time(double monotonic_deadline, struct timespec *ts)
         ts->tv_sec++;
         ts->tv_nsec -= 1000000000L;
     }
+}
+
+int sv_scheduler_batch_sizes(const sv_model_config *c, int *out, int cap)
+{
+    int n = 0, max = c->max_batch_size > 4096 ? 4096 : c->max_batch_size;
+    if (max <= 0) {
+        if (cap > 0) out[n++] = 1;
+        return n;
+    }
+    int cand[SV_MAX_PREFERRED + 16], nc = 0;
+    if (c->n_preferred > 0)
+        for (int i = 0; i < c->n_preferred; i++)
+            cand[nc++] = c->preferred_batch_size[i];
+    else
+        for (int b = 1; b <= max && nc < SV_MAX_PREFERRED + 14; b *= 2)
+            cand[nc++] = b;
+    cand[nc++] = max;            /* a full batch is always a good size */
+    for (int lo = 1; n < cap;) { /* ascending, without repeats */
+        int next = 0;
+        for (int i = 0; i < nc; i++)
+            if (cand[i] >= lo && cand[i] <= max && (!next || cand[i] < next)) next = cand[i];
+        if (!next) break;
+        out[n++] = next;
+        lo = next + 1;
+    }
+    return n;
 }
 
 static void *expirer_main(void *arg)
@@ -552,7 +593,8 @@ static void *instance_main(void *arg)
     sv_request **drop = malloc(sizeof *drop * (size_t)(s->max_queue + 1));
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        while (s->qn == 0 && !s->stopping) pthread_cond_wait(&s->cv, &s->mu);
+        while (s->qn == 0 && !s->stopping)
+            pthread_cond_wait(&s->cv, &s->mu);
         if (s->qn == 0 && s->stopping) {
             pthread_mutex_unlock(&s->mu);
             break;
@@ -581,8 +623,8 @@ static void *instance_main(void *arg)
             for (int i = 0; i < s->qn; i++) {
                 sv_request *r = s->q[i];
                 int64_t n = request_batch(s, r);
-                if (nb < cap && got < target && (i == 0 || (got + n <= target &&
-                                                            compatible(head, r)))) {
+                if (nb < cap && got < target &&
+                    (i == 0 || (got + n <= target && compatible(head, r)))) {
                     batch[nb++] = r;
                     got += n;
                 } else {
@@ -634,20 +676,13 @@ ferry_status sv_scheduler_create(ferry_session *session, const ferry_model *mode
     s->delay_s = (double)c->max_queue_delay_us * 1e-6;
     s->n_preferred = c->n_preferred;
     memcpy(s->preferred, c->preferred_batch_size, sizeof s->preferred);
-    if (s->n_preferred > 0) {
-        memcpy(s->sizes, s->preferred, sizeof s->preferred);
-        s->n_sizes = s->n_preferred;
-    } else {
-        for (int b = 1; b <= s->max_batch && s->n_sizes < (int)(sizeof s->sizes / sizeof *s->sizes); b *= 2)
-            s->sizes[s->n_sizes++] = b;
-    }
-    if (s->max_batch > 0 && s->n_sizes < (int)(sizeof s->sizes / sizeof *s->sizes))
-        s->sizes[s->n_sizes++] = s->max_batch; /* a full batch is always a good size */
+    s->n_sizes = sv_scheduler_batch_sizes(c, s->sizes, (int)(sizeof s->sizes / sizeof *s->sizes));
     s->max_queue = c->max_queue_size > 0 ? c->max_queue_size : SV_DEFAULT_QUEUE_SIZE;
     s->timeout_s = (double)c->timeout_ms * 1e-3;
     s->n_in = ferry_model_input_count(model);
     s->n_out = ferry_model_output_count(model);
-    for (int i = 0; i < s->n_in; i++) ferry_model_input(model, i, &s->in[i]);
+    for (int i = 0; i < s->n_in; i++)
+        ferry_model_input(model, i, &s->in[i]);
     s->q = calloc((size_t)s->max_queue, sizeof *s->q);
     s->n_threads = c->instances > 0 ? c->instances : 1;
     s->threads = calloc((size_t)s->n_threads, sizeof *s->threads);
@@ -685,7 +720,8 @@ void sv_scheduler_free(sv_scheduler *s)
     pthread_cond_broadcast(&s->cv);
     pthread_cond_broadcast(&s->ecv);
     pthread_mutex_unlock(&s->mu);
-    for (int i = 0; i < s->n_threads; i++) pthread_join(s->threads[i], NULL);
+    for (int i = 0; i < s->n_threads; i++)
+        pthread_join(s->threads[i], NULL);
     if (s->has_expirer) pthread_join(s->expirer, NULL);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);

@@ -26,6 +26,12 @@ int sv_scheduler_submit(sv_scheduler *s, sv_request *r);
 /* Stops accepting, runs what is queued, joins the instance threads. */
 void sv_scheduler_free(sv_scheduler *s);
 
+/* The batch sizes the scheduler forms for config c (resolved): preferred_batch_size when
+ * given, else the powers of two up to max_batch_size, plus max_batch_size itself; {1} when
+ * batching is off. Writes at most cap sizes, ascending without repeats, and returns the count.
+ * The manager warms up each of them, since the kernels are prepared per shape. */
+int sv_scheduler_batch_sizes(const sv_model_config *c, int *out, int cap);
+
 /* Seconds on CLOCK_MONOTONIC (the clock of sv_request.deadline). */
 double sv_now(void);
 

@@ -62,6 +62,7 @@ static ferry_status apply_config(ferry_serve_options *o, json_t **root)
 
 static ferry_status check_options(ferry_serve_options *o, int *level)
 {
+    if (!o->repo) o->repo = o->default_repo;
     if (!o->repo) return fy_error(FERRY_E_INVALID_ARG, "no model repository given (--repo DIR)");
     struct stat st;
     if (stat(o->repo, &st) != 0 || !S_ISDIR(st.st_mode))
@@ -204,20 +205,27 @@ ferry_status ferry_serve_run(const ferry_serve_options *opts)
                              .session_threads = o.session_threads};
     if ((rc = sv_manager_create(&mo, &srv->manager)) != FERRY_OK) goto out;
     sv_manager_set_logger(srv->manager, manager_log, NULL);
-    sv_log(SV_LOG_INFO, NULL, "loading model repository %s", o.repo);
-    if ((rc = sv_manager_start(srv->manager)) != FERRY_OK) goto out;
     if (sv_http_watcher_start() != 0) {
         rc = fy_error(FERRY_E_INTERNAL, "could not start the disconnect watcher thread");
         goto out;
     }
+    /* Listen first: a port in use fails at once, and /v2/health/live answers while models load
+     * (readiness and model endpoints say 503 until then, and nothing is suspended). */
+    atomic_store(&srv->loading, 1);
     d = start_daemon(srv, &o);
     if (!d) {
         rc = FERRY_E_IO;
         goto out;
     }
-    sv_log(SV_LOG_INFO, NULL, "listening on http://%s:%d (%d HTTP threads, repository %s, %s)",
-           o.host, o.port, o.threads, o.repo,
-           sv_manager_ready(srv->manager) ? "ready" : "some models are not ready");
+    sv_log(SV_LOG_INFO, NULL,
+           "listening on http://%s:%d (%d HTTP threads); loading the model "
+           "repository %s",
+           o.host, o.port, o.threads, o.repo);
+    if ((rc = sv_manager_start(srv->manager)) != FERRY_OK) goto out;
+    atomic_store(&srv->loading, 0);
+    sv_log(SV_LOG_INFO, NULL, "%s",
+           sv_manager_ready(srv->manager) ? "ready: every model has a version serving"
+                                          : "serving, but some models have no loadable version");
     for (;;) {
         int sig = 0;
         if (sigwait(&set, &sig) != 0) continue;

@@ -797,6 +797,8 @@ int sv_v2_health_live(sv_http *h)
 int sv_v2_health_ready(sv_http *h)
 {
     if (atomic_load(&h->srv->draining)) return sv_http_error(h, 503, "shutting down");
+    if (atomic_load(&h->srv->loading))
+        return sv_http_error(h, 503, "the model repository is still loading");
     if (!sv_manager_ready(h->srv->manager))
         return sv_http_error(h, 503, "not every model in the repository has a ready version yet");
     return 200;
@@ -1039,6 +1041,8 @@ static int control_finish(sv_http *h)
 
 static int repo_control(sv_http *h, int unload)
 {
+    if (atomic_load(&h->srv->loading))
+        return sv_http_error(h, 503, "the model repository is still loading");
     control_job *job = malloc(sizeof(*job));
     if (!job) return sv_http_error(h, 500, "out of memory");
     job->h = h;
