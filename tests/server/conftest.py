@@ -439,14 +439,15 @@ class Hammer:
                 tag = self.check(r)
                 with self._lock:
                     if tag is None:
-                        self.failures.append(f"{r.status_code} {r.text[:300]}")
+                        self.failures.append(f"t={time.monotonic():.2f} {r.status_code} "
+                                             f"{r.text[:300]}")
                     else:
                         self.ok += 1
                         if not self.seen or self.seen[-1][1] != tag:
                             self.seen.append((time.monotonic(), tag))
             except requests.RequestException as e:
                 with self._lock:
-                    self.failures.append(f"transport: {e}")
+                    self.failures.append(f"t={time.monotonic():.2f} transport: {e}")
 
     def last_tag(self):
         with self._lock:

@@ -206,28 +206,40 @@ def test_sighup_rescans_now(start_server, models, tmp_path):
 
 def test_label_promote_and_rollback_under_load(hot, models):
     """Promotion and rollback by moving the "stable" label in labels.json (what ferry promote
-    and rollback write), with both versions kept loaded by the policy: zero failed requests."""
+    and rollback write) while clients call /v1/models/m/labels/stable:predict: zero failed
+    requests. The policy stays "latest 1": a labelled version is kept loaded anyway."""
     server, repo = hot
-    ref = mlp_numpy(models["mlp"], X)
-    write_json(os.path.join(repo, "m", "config.json"),
-               {"max_batch_size": 8, "version_policy": {"all": {}}})
+    ref = mlp_numpy(models["mlp"], X).ravel()
     write_json(os.path.join(repo, "m", "labels.json"), {"stable": 1})
     add_version(repo, "m", 2, models["mlp_plus100"], manifest=True)
     _wait(lambda: _index(server).get(("m", "2"), {}).get("state") == "READY", 30,
           "version 2 loaded")
-    ham = Hammer(server, "/v2/models/m/infer", {"inputs": [v2_input("input", X)]},
-                 _checker(ref), threads=4)
+
+    def check(r):
+        if r.status_code != 200:
+            return None
+        got = np.array(r.json().get("predictions", [[]])[0], np.float64)
+        for tag, off in (("1", 0.0), ("2", 100.0)):
+            if got.shape == ref.shape and np.allclose(got, ref + off, atol=1e-3):
+                return tag
+        return None
+    ham = Hammer(server, "/v1/models/m/labels/stable:predict", {"instances": X.tolist()},
+                 check, threads=4)
     try:
         _wait(lambda: ham.ok > 20, 30, "first answers")
         assert ham.last_tag() == "1", "stable=1 but another version answered"
+        t_promote = time.monotonic()
         write_json(os.path.join(repo, "m", "labels.json"), {"stable": 2})
         _wait(lambda: ham.last_tag() == "2", 30, "promotion to version 2")
+        t_rollback = time.monotonic()
         write_json(os.path.join(repo, "m", "labels.json"), {"stable": 1})
         _wait(lambda: ham.last_tag() == "1", 30, "rollback to version 1")
         n = ham.ok
         _wait(lambda: ham.ok > n + 20, 30, "answers after the rollback")
     finally:
         ham.stop()
-    assert ham.failures == [], ham.failures[:5]
+    assert ham.failures == [], \
+        (f"{len(ham.failures)} failed (promotion at t={t_promote:.2f}, rollback at "
+         f"t={t_rollback:.2f}); first and last: {ham.failures[:2]} {ham.failures[-1:]}")
     tl = server.get("/v1/models/m/labels/stable").json()["model_version_status"]
     assert [s["version"] for s in tl] == ["1"]

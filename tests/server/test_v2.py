@@ -149,10 +149,10 @@ def test_infer_by_version_and_latest(server):
     a = np.array(_out(v1, "logits")["data"], np.float32)
     b = np.array(_out(v2, "logits")["data"], np.float32)
     np.testing.assert_allclose(b - a, 100.0, atol=1e-3)
-    # No version named: labels.json's "stable" (1) answers, not the highest version
-    # (docs/serving-repository.md), so a new version gets no traffic until it is promoted.
+    # No version named: the highest ready version answers (as in Triton and TF Serving;
+    # clients that must only see promoted versions address the "stable" label).
     default = _infer(server, "multi", {"inputs": [v2_input("input", x)]})
-    assert default["model_version"] == "1"
+    assert default["model_version"] == "2"
 
 
 # ---- binary tensor data extension ------------------------------------------------------------
