@@ -32,6 +32,10 @@ void sv_scheduler_free(sv_scheduler *s);
  * The manager warms up each of them, since the kernels are prepared per shape. */
 int sv_scheduler_batch_sizes(const sv_model_config *c, int *out, int cap);
 
+/* Seeds the scheduler's run-time estimate for one of its batch sizes (a timed warm-up run);
+ * the scheduler then keeps it current from real runs and uses it to pick batch sizes. */
+void sv_scheduler_set_estimate(sv_scheduler *s, int batch, double seconds);
+
 /* Seconds on CLOCK_MONOTONIC (the clock of sv_request.deadline). */
 double sv_now(void);
 

@@ -722,6 +722,59 @@ static void real_model_batches_match_single_runs(void **state)
     sv_manager_free(m);
 }
 
+/* When measured run times say a smaller batch moves more samples per second (a big batch
+ * that falls out of cache), the scheduler forms the smaller batches. */
+static void batch_size_follows_measured_speed(void **state)
+{
+    (void)state;
+    size_t len;
+    uint8_t *bytes = scale_model(2, 0, &len);
+    ferry_model *model = NULL;
+    assert_int_equal(ferry_model_load_memory(bytes, len, NULL, &model), FERRY_OK);
+    free(bytes);
+    ferry_session *session = NULL;
+    assert_int_equal(ferry_session_create(model, NULL, &session), FERRY_OK);
+    sv_model_config cfg;
+    sv_config_defaults(&cfg);
+    cfg.max_batch_size = 8;
+    assert_int_equal(sv_config_resolve(&cfg, model), FERRY_OK);
+    int sizes[8];
+    assert_int_equal(sv_scheduler_batch_sizes(&cfg, sizes, 8), 4); /* 1, 2, 4, 8 */
+    assert_int_equal(sizes[3], 8);
+    sv_version_stats stats;
+    memset(&stats, 0, sizeof stats);
+    sv_scheduler *s = NULL;
+    assert_int_equal(sv_scheduler_create(session, model, &cfg, &stats, NULL, NULL, &s), FERRY_OK);
+    sv_scheduler_set_estimate(s, 1, 0.050); /* 50 ms per sample */
+    sv_scheduler_set_estimate(s, 2, 0.050); /* 25 */
+    sv_scheduler_set_estimate(s, 4, 0.010); /* 2.5: the fastest */
+    sv_scheduler_set_estimate(s, 8, 0.080); /* 10 */
+
+    close_gate();
+    call *first = new_call(1, 1);
+    first->block = 1;
+    assert_int_equal(sv_scheduler_submit(s, &first->r), 0);
+    wait_blocked();
+    call *c[8];
+    for (int i = 0; i < 8; i++) {
+        c[i] = new_call(1, (float)i);
+        assert_int_equal(sv_scheduler_submit(s, &c[i]->r), 0);
+    }
+    open_gate();
+    for (int i = 0; i < 8; i++)
+        wait_call(c[i]);
+    assert_int_equal(atomic_load(&stats.executions), 3);           /* 1, then 4 and 4 */
+    assert_int_equal(atomic_load(&stats.batch_size.bucket[2]), 2); /* two batches of 4 */
+    for (int i = 0; i < 8; i++) {
+        assert_true(((const float *)ferry_tensor_cdata(c[i]->r.results[0]))[0] == 2.0f * (float)i);
+        free_call(c[i]);
+    }
+    free_call(first);
+    sv_scheduler_free(s);
+    ferry_session_free(session);
+    ferry_model_free(model);
+}
+
 static void validates_inputs(void **state)
 {
     (void)state;
@@ -933,6 +986,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(swap_while_a_request_runs, setup, teardown),
         cmocka_unit_test_setup_teardown(batches_form_and_split, setup, teardown),
         cmocka_unit_test_setup_teardown(real_model_batches_match_single_runs, setup, teardown),
+        cmocka_unit_test_setup_teardown(batch_size_follows_measured_speed, setup, teardown),
         cmocka_unit_test_setup_teardown(validates_inputs, setup, teardown),
         cmocka_unit_test_setup_teardown(deadlines_cancellation_and_full_queue, setup, teardown),
         cmocka_unit_test_setup_teardown(load_unload_cycles_do_not_grow, setup, teardown),
