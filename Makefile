@@ -5,7 +5,7 @@ BUILD  ?= build
 ASAN   ?= build-asan
 FUZZ   ?= build-fuzz
 
-.PHONY: all build demo test test-release test-asan bench fuzz clean
+.PHONY: all build demo test test-release test-asan bench bench-serve fuzz clean
 
 all: build
 
@@ -63,3 +63,10 @@ fuzz:
 
 clean:
 	rm -rf $(BUILD) $(ASAN) $(FUZZ)
+
+# ferry serve under wrk against nginx (the HTTP ceiling), the 5-minute RSS soak and resnet18
+# with dynamic batching on vs off (docs/performance.md). BENCH_SERVE_ARGS="--mode ratio" for one.
+BENCH_SERVE_ARGS ?= --mode all
+bench-serve: build
+	scripts/install-deps.sh test
+	/usr/bin/python3 bench/serve/run.py --ferry $(BUILD)/ferry $(BENCH_SERVE_ARGS)
