@@ -51,7 +51,8 @@ typedef struct model_entry {
     char *name, *dir;
     int cfg_ok;
     char cfg_err[512];
-    sv_labels labels;
+    sv_labels labels; /* as labels.json says */
+    sv_labels routed; /* what requests follow: a label moves once its new version is ready */
     char labels_err[256];
     vslot *slots; /* ascending by number */
     int n_slots, cap_slots;
@@ -414,6 +415,8 @@ static model_entry *add_entry(sv_manager *m, const char *name)
     return e;
 }
 
+static void route_labels(model_entry *e);
+
 static vslot *find_slot(model_entry *e, int64_t number)
 {
     for (int i = 0; i < e->n_slots; i++)
@@ -645,6 +648,13 @@ static void sync_model(sv_manager *m, model_entry *e, int force, sync_result *re
         if (contains(disk, n_disk, e->labels.version[i]) &&
             !contains(want, n_want, e->labels.version[i]))
             want[n_want++] = e->labels.version[i];
+    /* ... and so does the version a label routes to until its new one is ready (routed again
+     * after loading, for targets that became ready in this poll). */
+    route_labels(e);
+    for (int i = 0; i < e->routed.n && n_want < n_disk + SV_MAX_LABELS; i++)
+        if (contains(disk, n_disk, e->routed.version[i]) &&
+            !contains(want, n_want, e->routed.version[i]))
+            want[n_want++] = e->routed.version[i];
     pthread_mutex_unlock(&m->mu);
 
     /* Load what should serve and does not yet (or serves under an older config.json),
@@ -673,6 +683,10 @@ static void sync_model(sv_manager *m, model_entry *e, int force, sync_result *re
             if (!has && try_load(m, e, disk[i], &cfg, force, res)) serving++;
         }
     }
+
+    pthread_mutex_lock(&m->mu);
+    route_labels(e);
+    pthread_mutex_unlock(&m->mu);
 
     /* Retire what the policy no longer wants, but never leave fewer versions serving than it
      * asks for: a wanted version that is not ready yet (or failed) is stood in for by the
@@ -716,6 +730,24 @@ static void sync_model(sv_manager *m, model_entry *e, int force, sync_result *re
     release_all(olds, n_old);
     free(want);
     free(disk);
+}
+
+/* Moves each label to the version labels.json names once that version is ready; until then
+ * the label keeps routing to the version it routed to before (if that still serves), so a
+ * promote or rollback never answers 503 while the new target loads. Callers hold m->mu. */
+static void route_labels(model_entry *e)
+{
+    sv_labels next = e->labels;
+    for (int i = 0; i < next.n; i++) {
+        vslot *s = find_slot(e, next.version[i]);
+        if (s && s->v) continue;
+        for (int j = 0; j < e->routed.n; j++) {
+            vslot *prev = find_slot(e, e->routed.version[j]);
+            if (!strcmp(e->routed.name[j], next.name[i]) && prev && prev->v)
+                next.version[i] = e->routed.version[j];
+        }
+    }
+    e->routed = next;
 }
 
 /* Retires every version of e (unload, or its directory disappeared). */
@@ -983,8 +1015,8 @@ sv_version *sv_manager_acquire(sv_manager *m, const char *model, int64_t version
     }
     int64_t want = version;
     if (want <= 0 && label) {
-        for (int i = 0; i < e->labels.n && want <= 0; i++)
-            if (!strcmp(e->labels.name[i], label)) want = e->labels.version[i];
+        for (int i = 0; i < e->routed.n && want <= 0; i++)
+            if (!strcmp(e->routed.name[i], label)) want = e->routed.version[i];
         if (want <= 0) {
             st = 404;
             snprintf(err, errlen, "model \"%s\" has no label \"%.100s\"", e->name, label);
