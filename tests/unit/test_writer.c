@@ -227,7 +227,9 @@ static int round_trip_dir(const char *dir, stats *st)
         if (access(path, R_OK) != 0 || ferry_value_load_pb(path, kind, &ins[i]) != FERRY_OK) loaded = 0;
     }
     if (ok && loaded && run_model(a, n_in, names, ins, o1) && run_model(a, n_in, names, ins, o3)) {
-        int deterministic = 1;
+        /* A Bernoulli of a few elements can repeat its draw by chance, so the suite's Bernoulli
+         * tests are known by name; two differing runs catch any other random op. */
+        int deterministic = !strstr(dir, "bernoulli");
         for (int i = 0; i < n_out; i++) deterministic &= same_value(o1[i], o3[i]);
         if (!deterministic) {
             st->skipped_random++;
