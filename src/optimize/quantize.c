@@ -352,6 +352,35 @@ static ferry_status insert_qdq(qctx *q, int v)
     return FERRY_OK;
 }
 
+/* Adds a constant behind a DequantizeLinear: the n tensors (quantized values, scale[, zero
+ * point]) become initializers <base>_<what>_quantized/_scale/_zero_point, read by a new
+ * DequantizeLinear (axis attribute unless axis < 0) whose output value <base>_<what>_dequantized
+ * is *out. The graph takes every tensor; those not added are released on failure. */
+static ferry_status add_dequantize(fy_rewrite *rw, const char *base, const char *what, int n,
+                                   fy_value **parts, int axis, int opset, int *out)
+{
+    static const char *const part[3] = {"quantized", "scale", "zero_point"};
+    char name[512];
+    int in[3], idx;
+    ferry_status rc = FERRY_OK;
+    for (int i = 0; i < n; i++) {
+        if (rc != FERRY_OK) {
+            fy_value_unref(parts[i]);
+            continue;
+        }
+        snprintf(name, sizeof name, "%s_%s_%s", base, what, part[i]);
+        rc = fy_rw_add_init(rw, name, parts[i], &in[i]);
+        if (rc != FERRY_OK) fy_value_unref(parts[i]);
+    }
+    FY_CHECK(rc);
+    snprintf(name, sizeof name, "%s_%s_dequantized", base, what);
+    FY_CHECK(fy_rw_add_value(rw, name, out));
+    snprintf(name, sizeof name, "%s_%s_DequantizeLinear", base, what);
+    FY_CHECK(add_node(rw, "DequantizeLinear", opset, name, n, in, *out, &idx));
+    if (axis >= 0) FY_CHECK(fy_node_attr_set_int(&rw->g->nodes[idx], "axis", axis));
+    return FERRY_OK;
+}
+
 /* The layer's weights as int8 behind a DequantizeLinear, and its bias as int32 (scale = input
  * scale x weight scale, as ONNX Runtime's QDQ Conv/Gemm fusions expect). */
 static ferry_status quantize_layer(qctx *q, const qlayer *L, int x_root)
@@ -367,44 +396,22 @@ static ferry_status quantize_layer(qctx *q, const qlayer *L, int x_root)
     if (!q->per_channel) axis = -1;
     fy_value *wq, *ws, *wz;
     FY_CHECK(quant_weights(wf, axis, q->qmax, &wq, &ws, &wz));
-    char name[512];
-    int iq, is, iz, wdq, idx;
-    snprintf(name, sizeof name, "%s_weight_quantized", base);
-    ferry_status rc = fy_rw_add_init(rw, name, wq, &iq);
-    if (rc != FERRY_OK) {
-        fy_value_unref(wq), fy_value_unref(ws), fy_value_unref(wz);
-        return rc;
-    }
-    snprintf(name, sizeof name, "%s_weight_scale", base);
-    rc = fy_rw_add_init(rw, name, ws, &is);
-    if (rc != FERRY_OK) {
-        fy_value_unref(ws), fy_value_unref(wz);
-        return rc;
-    }
-    snprintf(name, sizeof name, "%s_weight_zero_point", base);
-    rc = fy_rw_add_init(rw, name, wz, &iz);
-    if (rc != FERRY_OK) {
-        fy_value_unref(wz);
-        return rc;
-    }
-    snprintf(name, sizeof name, "%s_weight_dequantized", base);
-    FY_CHECK(fy_rw_add_value(rw, name, &wdq));
-    int in[3] = {iq, is, iz};
-    snprintf(name, sizeof name, "%s_weight_DequantizeLinear", base);
-    FY_CHECK(add_node(rw, "DequantizeLinear", axis >= 0 ? QDQ_AXIS_OPSET : q->opset, name, 3,
-                      in, wdq, &idx));
-    if (axis >= 0) FY_CHECK(fy_node_attr_set_int(&rw->g->nodes[idx], "axis", axis));
+    /* ws's data stays readable: the graph holds it once it is an initializer */
+    const float *wsd = ws->data;
+    int wdq;
+    fy_value *wparts[3] = {wq, ws, wz};
+    FY_CHECK(add_dequantize(rw, base, "weight", 3, wparts, axis,
+                            axis >= 0 ? QDQ_AXIS_OPSET : q->opset, &wdq));
     n = &rw->g->nodes[L->node];
     n->inputs[1] = wdq;
     /* bias → int32 when the input is quantized */
     const fy_value *bf = bias >= 0 ? fy_rw_const(rw, bias) : NULL;
     if (!bf || x_root < 0 || bf->rank != 1) return FERRY_OK;
     float xs = q->params[x_root].scale;
-    const float *wsd = ws->data;
     int64_t m = bf->count, bdim = m;
     fy_value *bq, *bs;
     FY_CHECK(fy_tensor_new(FERRY_DTYPE_I32, 1, &bdim, &bq));
-    rc = fy_tensor_new(FERRY_DTYPE_F32, axis >= 0 ? 1 : 0, &bdim, &bs);
+    ferry_status rc = fy_tensor_new(FERRY_DTYPE_F32, axis >= 0 ? 1 : 0, &bdim, &bs);
     if (rc != FERRY_OK) {
         fy_value_unref(bq);
         return rc;
@@ -416,26 +423,10 @@ static ferry_status quantize_layer(qctx *q, const qlayer *L, int x_root)
         v = v < -2147483647.0 ? -2147483647.0 : v > 2147483647.0 ? 2147483647.0 : v;
         ((int32_t *)bq->data)[c] = (int32_t)(v == v ? v : 0);
     }
-    int ibq, ibs, bdq;
-    snprintf(name, sizeof name, "%s_bias_quantized", base);
-    rc = fy_rw_add_init(rw, name, bq, &ibq);
-    if (rc != FERRY_OK) {
-        fy_value_unref(bq), fy_value_unref(bs);
-        return rc;
-    }
-    snprintf(name, sizeof name, "%s_bias_scale", base);
-    rc = fy_rw_add_init(rw, name, bs, &ibs);
-    if (rc != FERRY_OK) {
-        fy_value_unref(bs);
-        return rc;
-    }
-    snprintf(name, sizeof name, "%s_bias_dequantized", base);
-    FY_CHECK(fy_rw_add_value(rw, name, &bdq));
-    int bin[2] = {ibq, ibs};
-    snprintf(name, sizeof name, "%s_bias_DequantizeLinear", base);
-    FY_CHECK(add_node(rw, "DequantizeLinear", axis >= 0 ? QDQ_AXIS_OPSET : q->opset, name, 2,
-                      bin, bdq, &idx));
-    if (axis >= 0) FY_CHECK(fy_node_attr_set_int(&rw->g->nodes[idx], "axis", 0));
+    int bdq;
+    fy_value *bparts[2] = {bq, bs};
+    FY_CHECK(add_dequantize(rw, base, "bias", 2, bparts, axis >= 0 ? 0 : -1,
+                            axis >= 0 ? QDQ_AXIS_OPSET : q->opset, &bdq));
     rw->g->nodes[L->node].inputs[2] = bdq;
     return FERRY_OK;
 }
